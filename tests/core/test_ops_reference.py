@@ -1,0 +1,134 @@
+"""roi_pool / roi_align against the NumPy reference (torchvision's kernels, line by line)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from roi_core import roi_align, roi_pool
+from roi_core.reference import roi_align_ref, roi_pool_ref
+
+ATOL = 1e-5
+
+
+def random_case(seed, n_img=2, h=11, w=14, c=3, k=25, lo=-20.0, hi=90.0):
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n_img, h, w, c)).astype(np.float32)
+    xy = rng.uniform(lo, hi, size=(k, 4)).astype(np.float32)
+    idx = rng.integers(0, n_img, size=(k, 1)).astype(np.float32)
+    return feats, np.concatenate([idx, xy], axis=1)
+
+
+# Hand-made edge cases: tiny, zero-area, inverted, outside, huge, exactly on borders, halves.
+EDGE_BOXES = np.array(
+    [
+        [0, 0, 0, 0, 0],
+        [0, 3, 3, 3, 3],
+        [1, 5, 2, 1, 1],  # inverted
+        [0, -50, -50, -10, -10],  # fully outside (top-left)
+        [1, 100, 100, 200, 200],  # fully outside (bottom-right)
+        [0, -100, -100, 400, 400],  # much bigger than the map
+        [1, 0, 0, 55, 43],  # the whole map at scale 1/4
+        [0, 2.5, 1.5, 6.5, 9.5],  # halves: rounding half away from zero
+        [1, -2.5, -1.5, 3.5, 2.5],
+        [0, 10, 10, 10.4, 10.6],
+        [1, 0.1, 0.1, 0.2, 0.2],
+    ],
+    dtype=np.float32,
+)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25, 0.5, 1 / 3, 1 / 16])
+@pytest.mark.parametrize("output_size", [1, (2, 3), 7])
+def test_roi_pool_matches_reference(scale, output_size):
+    feats, boxes = random_case(1)
+    boxes = np.concatenate([boxes, EDGE_BOXES])
+    got = roi_pool(feats, boxes, output_size, scale).numpy()
+    np.testing.assert_allclose(got, roi_pool_ref(feats, boxes, output_size, scale), atol=ATOL)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25, 1 / 3])
+@pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2, 3])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_roi_align_matches_reference(scale, sampling_ratio, aligned):
+    feats, boxes = random_case(2)
+    boxes = np.concatenate([boxes, EDGE_BOXES])
+    got = roi_align(feats, boxes, (3, 4), scale, sampling_ratio, aligned).numpy()
+    want = roi_align_ref(feats, boxes, (3, 4), scale, sampling_ratio, aligned)
+    np.testing.assert_allclose(got, want, atol=ATOL)
+
+
+def test_roi_align_large_adaptive_grid():
+    # Bins of many cells exercise the candidate enumeration far from the box start.
+    feats, _ = random_case(3, n_img=1, h=40, w=37, c=2)
+    boxes = np.array([[0, -3, -2, 39.7, 38.2], [0, 1.3, 0.2, 36.9, 12.1], [0, 5, 5, 6, 30]], np.float32)
+    for aligned in (False, True):
+        got = roi_align(feats, boxes, (2, 3), 1.0, -1, aligned).numpy()
+        np.testing.assert_allclose(got, roi_align_ref(feats, boxes, (2, 3), 1.0, -1, aligned), atol=ATOL)
+
+
+box_coord = st.floats(-30, 120, allow_nan=False, width=32)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    coords=st.lists(st.tuples(st.integers(0, 1), box_coord, box_coord, box_coord, box_coord), min_size=1, max_size=6),
+    ph=st.integers(1, 5),
+    pw=st.integers(1, 5),
+    scale=st.sampled_from([1.0, 0.5, 0.25, 0.125, 0.3]),
+    seed=st.integers(0, 2**16),
+)
+def test_roi_pool_property(coords, ph, pw, scale, seed):
+    feats = np.random.default_rng(seed).normal(size=(2, 9, 12, 2)).astype(np.float32)
+    boxes = np.array(coords, dtype=np.float32)
+    got = roi_pool(feats, boxes, (ph, pw), scale).numpy()
+    np.testing.assert_allclose(got, roi_pool_ref(feats, boxes, (ph, pw), scale), atol=ATOL)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    coords=st.lists(st.tuples(st.integers(0, 1), box_coord, box_coord, box_coord, box_coord), min_size=1, max_size=6),
+    ph=st.integers(1, 4),
+    pw=st.integers(1, 4),
+    scale=st.sampled_from([1.0, 0.5, 0.25, 0.3]),
+    sampling_ratio=st.integers(-1, 3),
+    aligned=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_roi_align_property(coords, ph, pw, scale, sampling_ratio, aligned, seed):
+    feats = np.random.default_rng(seed).normal(size=(2, 9, 12, 2)).astype(np.float32)
+    boxes = np.array(coords, dtype=np.float32)
+    got = roi_align(feats, boxes, (ph, pw), scale, sampling_ratio, aligned).numpy()
+    want = roi_align_ref(feats, boxes, (ph, pw), scale, sampling_ratio, aligned)
+    np.testing.assert_allclose(got, want, atol=ATOL)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_graph_mode_division_is_exact(jit):
+    # Graph mode and XLA turn float32 x / 7 into x * (1/7); 6 / 7 * 7 then ceils to 7, not 6.
+    feats, boxes = random_case(1)
+    pool = tf.function(lambda f, b: roi_pool(f, b, 7, 1 / 16), jit_compile=jit)
+    np.testing.assert_allclose(pool(feats, boxes).numpy(), roi_pool_ref(feats, boxes, 7, 1 / 16), atol=ATOL)
+    exact = np.array([[0, 0, 0, 14, 14], [1, 0, 0, 21, 7], [0, 1, 2, 7, 9]], np.float32)  # bins of exactly 2, 3, 1
+    align = tf.function(lambda f, b: roi_align(f, b, 7, 1.0, -1, False), jit_compile=jit)
+    np.testing.assert_allclose(align(feats, exact).numpy(), roi_align_ref(feats, exact, 7, 1.0, -1, False), atol=ATOL)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_ops_inside_tf_function(jit):
+    feats, boxes = random_case(4)
+    boxes = np.concatenate([boxes, EDGE_BOXES])
+    pool = tf.function(lambda f, b: roi_pool(f, b, (2, 3), 0.25), jit_compile=jit)
+    align = tf.function(lambda f, b: roi_align(f, b, (2, 3), 0.25, -1, True), jit_compile=jit)
+    np.testing.assert_allclose(pool(feats, boxes).numpy(), roi_pool_ref(feats, boxes, (2, 3), 0.25), atol=ATOL)
+    np.testing.assert_allclose(
+        align(feats, boxes).numpy(), roi_align_ref(feats, boxes, (2, 3), 0.25, -1, True), atol=ATOL
+    )
+
+
+def test_general_pool_path_for_boxes_bigger_than_the_map():
+    # Bins longer than the precompiled levels cover take the general path; same numbers.
+    feats, _ = random_case(5, n_img=1, h=33, w=30, c=2)
+    boxes = np.array([[0, -500, -400, 900, 800], [0, 1, 1, 20, 25]], np.float32)
+    fn = tf.function(lambda f, b: roi_pool(f, b, 2, 1.0))
+    np.testing.assert_allclose(fn(feats, boxes).numpy(), roi_pool_ref(feats, boxes, 2, 1.0), atol=0)
+    np.testing.assert_allclose(roi_pool(feats, boxes, 2, 1.0).numpy(), roi_pool_ref(feats, boxes, 2, 1.0), atol=0)
