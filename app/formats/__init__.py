@@ -1,0 +1,1 @@
+"""Qt-free annotation readers and writers."""

@@ -1,0 +1,101 @@
+"""Read-only views: a pooled grid with values on hover, and clickable tile mosaics (gallery and
+feature channels), each a single ImageItem however many tiles it shows."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+OUTLINE_PEN = pg.mkPen((0, 220, 255), width=2, cosmetic=True)
+
+
+def normalize(a, lo=None, hi=None):
+    a = np.asarray(a, dtype=np.float32)
+    lo = float(np.nanmin(a)) if lo is None else lo
+    hi = float(np.nanmax(a)) if hi is None else hi
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros_like(a)
+    return (a - lo) / (hi - lo)
+
+
+def tile(arrays, gap=1, columns=None, fill=np.nan):
+    """Tile equally-shaped 2-D arrays into one mosaic; returns (mosaic, columns)."""
+    n = len(arrays)
+    if n == 0:
+        return np.zeros((1, 1), np.float32), 1
+    h, w = arrays[0].shape
+    columns = columns or max(1, math.ceil(math.sqrt(n * h / max(w, 1))))
+    rows = math.ceil(n / columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), fill, np.float32)
+    for i, a in enumerate(arrays):
+        r, c = divmod(i, columns)
+        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = a
+    return out, columns
+
+
+class ImagePanel(pg.GraphicsLayoutWidget):
+    """A titled ImageItem with a colormap; emits the pixel under the mouse and clicks."""
+
+    hovered = QtCore.Signal(int, int)
+    clicked = QtCore.Signal(int, int)
+
+    def __init__(self, title="", parent=None):
+        super().__init__(parent)
+        self.setBackground("#202020")
+        self.plot = self.addPlot(title=title)
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.plot.setMenuEnabled(False)
+        self.plot.getViewBox().invertY(True)
+        self.plot.getViewBox().setAspectLocked(True)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.outline = QtWidgets.QGraphicsRectItem()
+        self.outline.setPen(OUTLINE_PEN)
+        self.outline.setVisible(False)
+        self.plot.addItem(self.outline)
+        self.set_colormap("viridis")
+        self.scene().sigMouseMoved.connect(self._moved)
+        self.scene().sigMouseClicked.connect(self._clicked)
+
+    def set_colormap(self, name):
+        self.image.setColorMap(pg.colormap.get(name))
+
+    def set_title(self, text):
+        self.plot.setTitle(text, size="9pt")
+
+    def show_array(self, a, levels=None):
+        a = np.asarray(a, dtype=np.float32)
+        shown = np.nan_to_num(a, nan=np.nanmin(a) if np.isfinite(a).any() else 0.0)
+        if levels is None:
+            lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
+            levels = (lo, hi if hi > lo else lo + 1e-6)
+        self.image.setImage(shown, levels=levels, autoLevels=False)
+        self.plot.getViewBox().autoRange(padding=0.02)
+
+    def set_outline(self, rect=None):
+        if rect is None:
+            self.outline.setVisible(False)
+        else:
+            self.outline.setRect(QtCore.QRectF(*rect))
+            self.outline.setVisible(True)
+
+    def _pixel(self, scene_pos):
+        if self.image.image is None:
+            return None
+        p = self.image.mapFromScene(scene_pos)
+        r, c = int(math.floor(p.y())), int(math.floor(p.x()))
+        h, w = self.image.image.shape[:2]
+        return (r, c) if 0 <= r < h and 0 <= c < w else None
+
+    def _moved(self, pos):
+        rc = self._pixel(pos)
+        if rc:
+            self.hovered.emit(*rc)
+
+    def _clicked(self, ev):
+        rc = self._pixel(ev.scenePos())
+        if rc and ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            self.clicked.emit(*rc)

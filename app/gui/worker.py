@@ -1,0 +1,108 @@
+"""Image loading and feature extraction off the GUI thread; results are cached per
+(image, extractor, layer). A cancelled or superseded job's result is dropped."""
+from __future__ import annotations
+
+import traceback
+
+from PySide6 import QtCore
+
+from app.images import capped_for_extraction, read_image
+from roi_core.backbones import get_extractor
+
+
+class _Signals(QtCore.QObject):
+    image_ready = QtCore.Signal(int, str, object)  # job, path, rgb
+    features_ready = QtCore.Signal(int, object, object, float)  # job, key, Features, factor
+    failed = QtCore.Signal(int, str, str)  # job, path, message
+
+
+class _Job(QtCore.QRunnable):
+    def __init__(self, job_id, path, extractor, layer, want_image, signals, extractors):
+        super().__init__()
+        self.job_id, self.path, self.extractor, self.layer = job_id, path, extractor, layer
+        self.want_image, self.signals, self.extractors = want_image, signals, extractors
+        self.cancelled = False
+
+    def run(self):
+        try:
+            rgb = read_image(self.path)
+            if self.want_image:
+                self.signals.image_ready.emit(self.job_id, str(self.path), rgb)
+            if self.cancelled:
+                return
+            small, factor = capped_for_extraction(rgb)
+            ext = self.extractors.get(self.extractor)
+            if ext is None:
+                ext = self.extractors[self.extractor] = get_extractor(self.extractor)
+            feats = ext.extract(small, self.layer)
+            if not self.cancelled:
+                self.signals.features_ready.emit(self.job_id, (str(self.path), self.extractor, self.layer), feats, factor)
+        except Exception as exc:  # any failure is shown to the user; the app goes on
+            message = str(exc) or traceback.format_exc(limit=1)
+            self.signals.failed.emit(self.job_id, str(self.path), message)
+
+
+class FeatureService(QtCore.QObject):
+    image_ready = QtCore.Signal(str, object)
+    features_ready = QtCore.Signal(object, object, float)
+    failed = QtCore.Signal(str, str)
+    busy_changed = QtCore.Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.pool = QtCore.QThreadPool(self)
+        self.pool.setMaxThreadCount(1)  # TensorFlow uses the cores; one job at a time
+        self.cache = {}
+        self.extractors = {}
+        self.signals = _Signals()
+        self.signals.image_ready.connect(self._image_ready)
+        self.signals.features_ready.connect(self._features_ready)
+        self.signals.failed.connect(self._failed)
+        self._job = None
+        self._next_id = 0
+
+    def request(self, path, extractor, layer, want_image=True):
+        """Start loading ``path`` (and its features unless cached). Supersedes any running job."""
+        self.cancel()
+        key = (str(path), extractor, layer)
+        self._next_id += 1
+        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.extractors)
+        if key in self.cache and not want_image:
+            feats, factor = self.cache[key]
+            self.features_ready.emit(key, feats, factor)
+            return
+        self._job = job
+        self.busy_changed.emit(True)
+        self.pool.start(job)
+
+    def cancel(self):
+        if self._job is not None:
+            self._job.cancelled = True
+            self._job = None
+            self.busy_changed.emit(False)
+
+    def _current(self, job_id):
+        return self._job is not None and self._job.job_id == job_id
+
+    def _image_ready(self, job_id, path, rgb):
+        if self._current(job_id):
+            self.image_ready.emit(path, rgb)
+            key = (path, self._job.extractor, self._job.layer)
+            if key in self.cache:  # features already known: no need to wait for extraction
+                self._job.cancelled = True
+                self._job = None
+                self.busy_changed.emit(False)
+                self.features_ready.emit(key, *self.cache[key])
+
+    def _features_ready(self, job_id, key, feats, factor):
+        self.cache[key] = (feats, factor)
+        if self._current(job_id):
+            self._job = None
+            self.busy_changed.emit(False)
+            self.features_ready.emit(key, feats, factor)
+
+    def _failed(self, job_id, path, message):
+        if self._current(job_id):
+            self._job = None
+            self.busy_changed.emit(False)
+            self.failed.emit(path, message)

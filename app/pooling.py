@@ -1,0 +1,41 @@
+"""Pooling boxes on cached feature maps (Qt-free; shared by the GUI and the exporter so that
+both produce the same numbers for the same box)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from roi_core import roi_align, roi_pool
+from roi_core.backbones import Features
+
+OPS = ("roi_pool", "roi_align")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    op: str = "roi_align"  # roi_pool | roi_align
+    output_size: tuple[int, int] = (7, 7)
+    sampling_ratio: int = -1
+    aligned: bool = True
+
+    def __post_init__(self):
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+
+
+def spatial_scale(features: Features, factor: float = 1.0) -> float:
+    """Feature cells per original-image pixel, including a size cap applied before extraction."""
+    return 1.0 / (features.stride * factor)
+
+
+def pool_boxes(features: Features, boxes_px, settings: PoolSettings, factor: float = 1.0) -> np.ndarray:
+    """``(K, 4)`` pixel boxes of the original image -> ``(K, ph, pw, C)`` float32."""
+    boxes_px = np.asarray(boxes_px, dtype=np.float32).reshape(-1, 4)
+    rows = np.concatenate([np.zeros((len(boxes_px), 1), np.float32), boxes_px], axis=1)
+    scale = spatial_scale(features, factor)
+    if settings.op == "roi_pool":
+        out = roi_pool(features.features, rows, settings.output_size, scale)
+    else:
+        out = roi_align(features.features, rows, settings.output_size, scale, settings.sampling_ratio, settings.aligned)
+    return np.array(out, dtype=np.float32)  # a writable copy: the GUI updates rows in place

@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+from PySide6 import QtCore
+
+from tests.gui.conftest import drag, view_to_widget, wait_features
+
+
+def test_opens_folder_with_sidecar_boxes_and_pooled_grid(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    assert window.windowTitle() == "RoIScope - chelsea.png"
+    assert window.image_list.count() == 2
+    assert "[2]" in window.image_list.item(0).text()
+    assert window.pooled["roi_align"].shape[:3] == (2, 7, 7)
+    assert window.pool_panel.isHidden() and window.align_panel.image.image.shape == (7, 7)
+
+
+def test_drag_creates_box_undo_redo(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    n = len(window.current_boxes())
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_W)
+    assert window.canvas.view.draw_mode
+    drag(qtbot, window.canvas, (20, 150), (120, 260))
+    boxes = window.current_boxes()
+    assert len(boxes) == n + 1
+    new = boxes[-1]
+    assert abs(new.x1 - 20) < 3 and abs(new.y2 - 260) < 3
+    assert window.pooled["roi_align"].shape[0] == n + 1
+    gallery_h = window.gallery.image.image.shape
+    assert gallery_h[0] > 0
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert len(window.current_boxes()) == n
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier | QtCore.Qt.KeyboardModifier.ShiftModifier)
+    assert len(window.current_boxes()) == n + 1
+    assert len(window.canvas.items) == n + 1
+
+
+def test_moving_a_box_changes_its_pooled_grid_and_is_one_undo_step(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    box = window.current_boxes()[0]
+    window.canvas.select(box.id, emit=True)
+    before = window.pooled["roi_align"][0].copy()
+    cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+    updates = []
+    window.pooled_updated.connect(lambda: updates.append(window.pooled["roi_align"][0].copy()))
+    drag(qtbot, window.canvas, (cx, cy), (cx + 60, cy + 30), steps=10)
+    moved = window.current_boxes()[0]
+    assert abs(moved.x1 - (box.x1 + 60)) < 3 and abs(moved.y1 - (box.y1 + 30)) < 3
+    assert not np.allclose(window.pooled["roi_align"][0], before)
+    assert len(updates) >= 2  # live updates during the drag, not only at the end
+    window.undo_stack.undo()
+    assert window.current_boxes()[0] == box
+    np.testing.assert_allclose(window.pooled["roi_align"][0], before)
+
+
+def test_gallery_has_one_tile_per_box_and_click_selects(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    boxes = window.current_boxes()
+    ph = window.size_spin.value()
+    img = window.gallery.image.image
+    cols = window._gallery_columns
+    rows = -(-len(boxes) // cols)
+    assert img.shape == (rows * (ph + 1) - 1, cols * (ph + 1) - 1)
+    window._on_gallery_clicked(0, (ph + 1) * 1 + 2)  # second tile
+    assert window.canvas.selected == boxes[1].id
+
+
+def test_clicking_a_channel_in_the_mosaic_selects_it(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    th, tw = window._mosaic_tile
+    before = window.align_panel.image.image.copy()
+    # Click the centre of the third tile with a real mouse click on the mosaic widget.
+    item = window.mosaic.image
+    scene = item.mapToScene(QtCore.QPointF(2 * (tw + 1) + tw / 2, th / 2))
+    pos = window.mosaic.mapFromScene(scene)
+    qtbot.mouseClick(window.mosaic.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: window.channel == 2, timeout=3000)
+    assert not np.allclose(window.align_panel.image.image, before)
+    assert "channel 2" in window.channel_panel.plot.titleLabel.text
+
+
+def test_switching_op_and_output_size_updates_views(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    window.op_combo.setCurrentText("Both side by side")
+    assert set(window.pooled) == {"roi_pool", "roi_align"}
+    assert window.pool_panel.isVisible() and window.align_panel.isVisible()
+    assert len(window.canvas.grid_lines.getData()[0]) > 0 and len(window.canvas.grid_points.getData()[0]) > 0
+    window.size_spin.setValue(3)
+    assert window.pooled["roi_pool"].shape[1:3] == (3, 3)
+    assert window.pool_panel.image.image.shape == (3, 3)
+
+
+def test_delete_relabel_and_sidecar_round_trip(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    first = window.current_boxes()[0]
+    window.canvas.select(first.id, emit=True)
+    window.label_edit.setText("kitty face")
+    window.label_edit.editingFinished.emit()
+    assert window.current_boxes()[0].label == "kitty face"
+    window.canvas.select(window.current_boxes()[1].id, emit=True)
+    window.canvas.setFocus()
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Delete)
+    assert len(window.current_boxes()) == 1
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_S, QtCore.Qt.KeyboardModifier.ControlModifier)
+    data = json.loads((sample_dir / "chelsea.json").read_text())
+    assert [s["label"] for s in data["shapes"]] == ["kitty face"]
+    # Reopen: the boxes come back from the sidecar.
+    window.open_paths([sample_dir])
+    assert [b.label for b in window.current_boxes()] == ["kitty face"]
+
+
+def test_corrupt_image_shows_error_and_window_keeps_working(qtbot, window, sample_dir):
+    (sample_dir / "broken.png").write_bytes(b"\x89PNG not really")
+    window.open_paths([sample_dir / "broken.png"])
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=10000)
+    assert "broken.png" in window.last_error
+    window.open_paths([sample_dir])  # broken.png sorts first; the others still work
+    assert window.windowTitle() == "RoIScope - broken.png"
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_D)
+    assert window.windowTitle() == "RoIScope - chelsea.png", window.last_error
+    wait_features(qtbot, window)
+    assert window.pooled["roi_align"].shape[0] == 2
+
+
+def test_broken_sidecar_is_reported_and_never_overwritten(qtbot, window, sample_dir):
+    (sample_dir / "chelsea.json").write_text("{ not json")
+    window.open_paths([sample_dir])
+    assert window.last_error and "chelsea.json" in window.last_error
+    wait_features(qtbot, window)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_S, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert (sample_dir / "chelsea.json").read_text() == "{ not json"
+
+
+def test_next_previous_image_keys(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_D)
+    assert window.windowTitle() == "RoIScope - coffee.png"
+    wait_features(qtbot, window)
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_A)
+    assert window.windowTitle() == "RoIScope - chelsea.png"
