@@ -91,7 +91,7 @@ class Canvas(pg.GraphicsView):
         self.image_item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
         self.view.addItem(self.image_item)
         self.grid_lines = pg.PlotCurveItem(pen=GRID_PEN, connect="pairs")
-        self.grid_points = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(255, 80, 80, 220))
+        self.grid_points = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(255, 60, 60, 150))
         for item in (self.grid_lines, self.grid_points):
             item.setZValue(30)
             self.view.addItem(item, ignoreBounds=True)

@@ -316,6 +316,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if doc is not None and doc.boxes:
             self.canvas.select(doc.boxes[0].id)  # show a pooled grid straight away
             self.label_edit.setText(doc.boxes[0].label)
+            self.value_label.setText("Hover the pooled grid to read bin values.")
         self._update_title()
         self._refresh_table()
         if doc is None:
@@ -661,6 +662,7 @@ class MainWindow(QtWidgets.QMainWindow):
         doc = self.project.doc()
         box = doc.box_by_id(box_id) if doc else None
         self.label_edit.setText(box.label if box else "")
+        self.value_label.setText("Hover the pooled grid to read bin values." if box else "Select a box to see its pooled grid.")
         self._select_table_row(box_id)
         self._redraw_pooled(time.perf_counter())
 

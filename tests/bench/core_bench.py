@@ -1,0 +1,103 @@
+"""roi_core benchmark: median times and ratios against baselines timed in the same run."""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import numpy as np
+import psutil
+import tensorflow as tf
+
+from roi_core import roi_align, roi_pool
+from tests.bench.tutorial_baseline import tutorial_roi_pool
+
+WORKLOADS = {
+    "a: VGG16 conv5 1x38x50x512, 300 RoIs": (38, 50, 512, 300, 16),
+    "b: 1x64x64x256, 1000 RoIs": (64, 64, 256, 1000, 16),
+}
+
+
+def varied_boxes(rng, k, h, w, stride):
+    """RoIs of varied size (log-uniform side from 1 cell to the whole map), in image pixels."""
+    side = np.exp(rng.uniform(0, np.log(min(h, w)), size=(k, 2)))
+    cx, cy = rng.uniform(0, w, k), rng.uniform(0, h, k)
+    x1, x2 = np.clip(cx - side[:, 0] / 2, 0, w), np.clip(cx + side[:, 0] / 2, 0, w)
+    y1, y2 = np.clip(cy - side[:, 1] / 2, 0, h), np.clip(cy + side[:, 1] / 2, 0, h)
+    return np.stack([np.zeros(k), x1 * stride, y1 * stride, x2 * stride, y2 * stride], 1).astype(np.float32)
+
+
+def median_ms(fn, *args, repeats=7):
+    np.asarray(fn(*args))  # trace / compile outside the timing
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def peak_rss_delta_mb(fn, *args):
+    """Peak resident memory above the level before the call, sampled every millisecond."""
+    np.asarray(fn(*args))
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    out = np.asarray(fn(*args))
+    done.set()
+    t.join()
+    del out
+    return (peak[0] - base) / 2**20
+
+
+def run():
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, (h, w, c, k, stride) in WORKLOADS.items():
+        feats = tf.constant(rng.normal(size=(1, h, w, c)).astype(np.float32))
+        boxes = tf.constant(varied_boxes(rng, k, h, w, stride))
+        scale = 1.0 / stride
+        rel = tf.constant((boxes.numpy()[:, 1:] / np.array([w, h, w, h]) / stride)[None].astype(np.float32))
+
+        pool = tf.function(lambda f, b: roi_pool(f, b, 7, scale))
+        align = tf.function(lambda f, b: roi_align(f, b, 7, scale, -1, False))
+        mapfn = tf.function(lambda f, r: tutorial_roi_pool(f, r, 7, 7))
+
+        @tf.function
+        def crop(f, b):
+            size = tf.cast(tf.shape(f)[1:3] - 1, tf.float32) * stride
+            norm = tf.stack([b[:, 2] / size[0], b[:, 1] / size[1], b[:, 4] / size[0], b[:, 3] / size[1]], 1)
+            crops = tf.image.crop_and_resize(f, norm, tf.cast(b[:, 0], tf.int32), (14, 14))
+            return tf.nn.max_pool2d(crops, 2, 2, "VALID")
+
+        t_pool = median_ms(pool, feats, boxes)
+        t_align = median_ms(align, feats, boxes)
+        t_crop = median_ms(crop, feats, boxes)
+        t_map = median_ms(mapfn, feats, rel, repeats=3)
+        io_mb = (feats.numpy().nbytes + k * 49 * c * 4) / 2**20
+        mem_pool = peak_rss_delta_mb(pool, feats, boxes)
+        mem_align = peak_rss_delta_mb(align, feats, boxes)
+        rows.append((name, t_pool, t_align, t_crop, t_map, io_mb, mem_pool, mem_align))
+
+    print("\nroi_core benchmark (median of repeated calls inside tf.function, this machine, same run)")
+    for name, t_pool, t_align, t_crop, t_map, io_mb, mem_pool, mem_align in rows:
+        print(f"\n{name}")
+        print(f"  roi_pool        {t_pool:8.1f} ms")
+        print(f"  roi_align       {t_align:8.1f} ms")
+        print(f"  crop_and_resize {t_crop:8.1f} ms   (14x14 + 2x2 max pool, baseline)")
+        print(f"  tutorial map_fn {t_map:8.1f} ms   (baseline)")
+        print(f"  roi_pool speed-up vs map_fn:           {t_map / t_pool:6.1f}x   (target >= 5x)")
+        print(f"  roi_pool time / crop_and_resize:       {t_pool / t_crop:6.2f}    (target <= 1)")
+        print(f"  roi_align time / crop_and_resize:      {t_align / t_crop:6.2f}    (target <= 1)")
+        print(f"  peak memory / (features + output):     pool {mem_pool / io_mb:4.2f}, align {mem_align / io_mb:4.2f}"
+              f"   (target < 4; features + output = {io_mb:.1f} MiB)")
+    return rows
