@@ -138,7 +138,7 @@ class Canvas(pg.GraphicsView):
         item.sigRegionChangeStarted.connect(self._change_started)
         item.sigRegionChanged.connect(self._changing)
         item.sigRegionChangeFinished.connect(self._change_finished)
-        item.sigClicked.connect(lambda roi, ev: self._item_clicked(roi, ev))
+        item.sigClicked.connect(self._item_clicked)
         self.view.addItem(item)
         self.items[b.id] = item
         return item

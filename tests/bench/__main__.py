@@ -1,5 +1,6 @@
-"""`make bench`: every benchmark, each reporting ratios against baselines measured in the same run."""
-from tests.bench import core_bench
+"""`make bench`: every benchmark, each reporting ratios or targets measured in the same run."""
+from tests.bench import core_bench, gui_bench
 
 if __name__ == "__main__":
     core_bench.run()
+    gui_bench.run()
