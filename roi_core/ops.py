@@ -240,6 +240,20 @@ def _static_levels(features, ph, pw):
     return lh, lw
 
 
+def _bucketed(fn, features, boxes, ph, pw, scale, levels):
+    """Call the XLA-compiled ``fn`` on boxes padded to a power-of-two count (at least 8), so a
+    changing number of boxes compiles a handful of shapes, not one per count."""
+    if _in_xla_context():  # inside an XLA cluster every shape is static already
+        return fn(features, boxes, ph, pw, scale, levels)
+    k = tf.shape(boxes)[0]
+    bucket = tf.maximum(8, tf.bitwise.left_shift(1, _floor_log2(tf.maximum(k - 1, 1)) + 1))
+    padded = tf.pad(boxes, [[0, bucket - k], [0, 0]])
+    out = fn(features, padded, ph, pw, scale, levels)
+    if isinstance(out, tuple):
+        return tuple(t[:k] for t in out)
+    return out[:k]
+
+
 def _pool_dispatch(fast, general, features, boxes, ph, pw, scale):
     """Run the compiled fixed-level version when every bin fits its levels, else the general one."""
     levels = _static_levels(features, ph, pw)
@@ -250,7 +264,7 @@ def _pool_dispatch(fast, general, features, boxes, ph, pw, scale):
     fits = tf.logical_and(
         tf.reduce_all(he - hs < (1 << levels[0])), tf.reduce_all(we - ws < (1 << levels[1]))
     )
-    run_fast = lambda: fast(features, boxes, ph, pw, scale, levels)  # noqa: E731
+    run_fast = lambda: _bucketed(fast, features, boxes, ph, pw, scale, levels)  # noqa: E731
     run_general = lambda: general(features, boxes, ph, pw, scale)  # noqa: E731
     if tf.executing_eagerly():
         return run_fast() if bool(fits) else run_general()
@@ -273,6 +287,12 @@ def roi_pool(features, boxes, output_size, spatial_scale=1.0):
       ``(K, ph, pw, C)`` float32 tensor.
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
+    if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
+        return _roi_pool_graph(features, boxes, ph, pw, scale)
+    return _roi_pool_core(features, boxes, ph, pw, scale)
+
+
+def _roi_pool_core(features, boxes, ph, pw, scale):
     boxes = tf.stop_gradient(boxes)
 
     @tf.custom_gradient
@@ -294,6 +314,9 @@ def roi_pool(features, boxes, output_size, spatial_scale=1.0):
         return out, grad
 
     return pool(features)
+
+
+_roi_pool_graph = tf.function(_roi_pool_core, reduce_retracing=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,10 +456,20 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
+    if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
+        return _roi_align_graph(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), False)
+    return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), _in_xla_context())
+
+
+def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla):
+    """``xla``: contract densely (static shapes); it is part of the trace key on purpose."""
     boxes = tf.stop_gradient(boxes)
     shape = tf.shape(features)
-    wy, wx = _align_weights(boxes, ph, pw, scale, sampling_ratio, bool(aligned), shape[1], shape[2])
+    wy, wx = _align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, shape[1], shape[2])
     b = tf.cast(boxes[:, 0], tf.int32)
-    if _in_xla_context():
+    if xla:
         return _contract_dense(features, b, wy, wx)
     return _contract_sparse(features, b, wy, wx)
+
+
+_roi_align_graph = tf.function(_roi_align_core, reduce_retracing=True)

@@ -8,6 +8,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 BOX_PEN = pg.mkPen((255, 200, 0), width=2, cosmetic=True)
 SELECTED_PEN = pg.mkPen((0, 220, 255), width=3, cosmetic=True)
 GRID_PEN = pg.mkPen((255, 80, 80, 200), width=1, cosmetic=True)
+LABEL_LIMIT = 150  # above this many boxes, only the selected box shows its label
 DRAW_PEN = pg.mkPen((0, 255, 120), width=2, style=QtCore.Qt.PenStyle.DashLine, cosmetic=True)
 
 
@@ -43,17 +44,32 @@ class DrawingViewBox(pg.ViewBox):
     """Left-drag draws a box in draw mode; otherwise pans. Wheel zooms."""
 
     drawn = QtCore.Signal(float, float, float, float)
-    clicked_empty = QtCore.Signal()
+    clicked = QtCore.Signal(float, float, bool)  # x, y, double
 
     def __init__(self):
         super().__init__(invertY=True, lockAspect=True)
         self.draw_mode = False
+        self.canvas = None
+        self._moving = False
         self._rubber = QtWidgets.QGraphicsRectItem()
         self._rubber.setPen(DRAW_PEN)
         self._rubber.setVisible(False)
         self.addItem(self._rubber, ignoreBounds=True)
 
     def mouseDragEvent(self, ev, axis=None):
+        if ev.button() == QtCore.Qt.MouseButton.LeftButton and not self.draw_mode and self.canvas is not None:
+            # Dragging an unselected box selects it and moves it; elsewhere the view pans.
+            if ev.isStart():
+                press = self.mapSceneToView(ev.buttonDownScenePos())
+                self._moving = self.canvas.begin_move(press.x(), press.y())
+            if self._moving:
+                ev.accept()
+                start = self.mapSceneToView(ev.buttonDownScenePos())
+                now = self.mapSceneToView(ev.scenePos())
+                self.canvas.move_selected(now.x() - start.x(), now.y() - start.y(), ev.isFinish())
+                if ev.isFinish():
+                    self._moving = False
+                return
         if not self.draw_mode or ev.button() != QtCore.Qt.MouseButton.LeftButton:
             return super().mouseDragEvent(ev, axis)
         ev.accept()
@@ -71,7 +87,8 @@ class DrawingViewBox(pg.ViewBox):
     def mouseClickEvent(self, ev):
         if ev.button() == QtCore.Qt.MouseButton.LeftButton:
             ev.accept()
-            self.clicked_empty.emit()
+            p = self.mapSceneToView(ev.scenePos())
+            self.clicked.emit(p.x(), p.y(), bool(ev.double()))
         else:
             super().mouseClickEvent(ev)
 
@@ -95,25 +112,40 @@ class Canvas(pg.GraphicsView):
         for item in (self.grid_lines, self.grid_points):
             item.setZValue(30)
             self.view.addItem(item, ignoreBounds=True)
-        self.items: dict[int, BoxItem] = {}
+        # Unselected boxes are one path item (thousands stay cheap); only the selected box is an
+        # editable ROI with handles.
+        self.outlines = QtWidgets.QGraphicsPathItem()
+        self.outlines.setPen(BOX_PEN)
+        self.outlines.setZValue(10)
+        self.view.addItem(self.outlines, ignoreBounds=True)
+        self.labels = []
+        self.boxes = {}  # id -> Box, in document order
+        self.image_size = None
+        self.editor = None
         self.selected = -1
-        self._drag_start = {}
+        self._drag_start = None
+        self._move_origin = None
+        self.view.canvas = self
         self.view.drawn.connect(self.box_drawn)
-        self.view.clicked_empty.connect(lambda: self.select(-1, emit=True))
+        self.view.clicked.connect(self._clicked)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
 
     # --- image ---
-    def set_image(self, rgb):
+    def set_image(self, rgb, size=None):
+        """Show ``rgb``; ``size`` (w, h) of the original when ``rgb`` is a smaller display copy,
+        so that view coordinates stay original-image pixels."""
         if rgb is None:
             self.image_item.clear()
+            self.image_size = None
             return
         self.image_item.setImage(rgb, autoLevels=False, levels=(0, 255))
+        self.image_size = size or (rgb.shape[1], rgb.shape[0])
+        self.image_item.setRect(QtCore.QRectF(0, 0, *self.image_size))
         self.fit()
 
     def fit(self):
-        if self.image_item.image is not None:
-            h, w = self.image_item.image.shape[:2]
-            self.view.setRange(QtCore.QRectF(0, 0, w, h), padding=0.02)
+        if self.image_item.image is not None and self.image_size:
+            self.view.setRange(QtCore.QRectF(0, 0, *self.image_size), padding=0.02)
 
     def set_draw_mode(self, on):
         self.view.draw_mode = bool(on)
@@ -122,59 +154,103 @@ class Canvas(pg.GraphicsView):
 
     # --- boxes ---
     def set_boxes(self, boxes):
-        """Replace all items (cheap: called on image switch and on undo/redo)."""
-        for item in self.items.values():
-            self.view.removeItem(item)
-        self.items = {}
-        for b in boxes:
-            self._add_item(b)
-        if self.selected not in self.items:
+        """Show ``boxes`` (called on image switch, after edits, undo and redo)."""
+        self.boxes = {b.id: b for b in boxes}
+        self._corners = np.array([b.corners() for b in boxes], dtype=np.float64).reshape(-1, 4)
+        self._ids = np.array([b.id for b in boxes], dtype=np.int64)
+        if self.selected not in self.boxes:
             self.selected = -1
-        self.select(self.selected)
+        self._rebuild()
 
-    def _add_item(self, b):
-        item = BoxItem(b.id, *b.corners())
-        item.set_label(b.label)
-        item.sigRegionChangeStarted.connect(self._change_started)
-        item.sigRegionChanged.connect(self._changing)
-        item.sigRegionChangeFinished.connect(self._change_finished)
-        item.sigClicked.connect(self._item_clicked)
-        self.view.addItem(item)
-        self.items[b.id] = item
-        return item
-
-    def update_box(self, b):
-        item = self.items.get(b.id)
-        if item is None:
+    def _rebuild(self):
+        path = QtGui.QPainterPath()
+        for b in self.boxes.values():
+            if b.id != self.selected:
+                path.addRect(QtCore.QRectF(b.x1, b.y1, b.width, b.height))
+        self.outlines.setPath(path)
+        for item in self.labels:
+            self.view.removeItem(item)
+        self.labels = []
+        if len(self.boxes) <= LABEL_LIMIT:
+            for b in self.boxes.values():
+                if b.id != self.selected:
+                    text = pg.TextItem(b.label, anchor=(0, 1), color=(255, 230, 120))
+                    text.setPos(b.x1, b.y1)
+                    self.view.addItem(text, ignoreBounds=True)
+                    self.labels.append(text)
+        box = self.boxes.get(self.selected)
+        if box is None:
+            if self.editor is not None:
+                self.view.removeItem(self.editor)
+                self.editor = None
             return
-        if tuple(round(v, 6) for v in item.corners()) != tuple(round(v, 6) for v in b.corners()):
-            item.blockSignals(True)
-            item.set_corners(*b.corners())
-            item.blockSignals(False)
-        item.set_label(b.label)
+        if self.editor is None or self.editor.box_id != box.id:
+            if self.editor is not None:
+                self.view.removeItem(self.editor)
+            self.editor = BoxItem(box.id, *box.corners())
+            self.editor.set_selected(True)
+            self.editor.sigRegionChangeStarted.connect(self._change_started)
+            self.editor.sigRegionChanged.connect(self._changing)
+            self.editor.sigRegionChangeFinished.connect(self._change_finished)
+            self.editor.sigClicked.connect(self._editor_clicked)
+            self.view.addItem(self.editor)
+        elif tuple(round(v, 6) for v in self.editor.corners()) != tuple(round(v, 6) for v in box.corners()):
+            self.editor.blockSignals(True)
+            self.editor.set_corners(*box.corners())
+            self.editor.blockSignals(False)
+        self.editor.set_label(box.label)
+
+    def box_at(self, x, y):
+        """The smallest box containing (x, y), or -1."""
+        if len(self._ids) == 0:
+            return -1
+        c = self._corners
+        inside = (c[:, 0] <= x) & (x <= c[:, 2]) & (c[:, 1] <= y) & (y <= c[:, 3])
+        if not inside.any():
+            return -1
+        area = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
+        return int(self._ids[np.where(inside)[0][np.argmin(area[inside])]])
 
     def select(self, box_id, emit=False):
-        self.selected = box_id if box_id in self.items else -1
-        for bid, item in self.items.items():
-            item.set_selected(bid == self.selected)
+        self.selected = box_id if box_id in self.boxes else -1
+        self._rebuild()
         if emit:
             self.box_selected.emit(self.selected)
 
-    def _item_clicked(self, roi, ev):
+    def _clicked(self, x, y, double):
+        hit = self.box_at(x, y)
+        self.select(hit, emit=True)
+        if double and hit >= 0:
+            self.box_activated.emit(hit)
+
+    def _editor_clicked(self, roi, ev):
         if ev.double():
             self.box_activated.emit(roi.box_id)
-        self.select(roi.box_id, emit=True)
+
+    def begin_move(self, x, y):
+        """A drag started at (x, y) outside the editor: grab the box there, if any."""
+        hit = self.box_at(x, y)
+        if hit < 0:
+            return False
+        self.select(hit, emit=True)
+        self._move_origin = self.editor.corners()
+        self._drag_start = self._move_origin
+        return True
+
+    def move_selected(self, dx, dy, finish):
+        x1, y1, x2, y2 = self._move_origin
+        self.editor.set_corners(x1 + dx, y1 + dy, x2 + dx, y2 + dy)  # emits sigRegionChanged
+        if finish:
+            self._change_finished(self.editor)
 
     def _change_started(self, roi):
-        self._drag_start[roi.box_id] = roi.corners()
-        if self.selected != roi.box_id:
-            self.select(roi.box_id, emit=True)
+        self._drag_start = roi.corners()
 
     def _changing(self, roi):
         self.box_moving.emit(roi.box_id, *roi.corners())
 
     def _change_finished(self, roi):
-        old = self._drag_start.pop(roi.box_id, None)
+        old, self._drag_start = self._drag_start, None
         new = roi.corners()
         if old is not None and old != new:
             self.box_moved.emit(roi.box_id, tuple(old), tuple(new))

@@ -332,12 +332,13 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.service.request(doc.path, self.extractor_combo.currentText(), layer, want_image=want_image or self.rgb is None)
 
-    def _on_image_ready(self, path, rgb):
+    def _on_image_ready(self, path, images):
         doc = self.project.doc()
         if doc is None or str(doc.path) != path:
             return
+        rgb, display = images
         self.rgb = rgb
-        self.canvas.set_image(rgb)
+        self.canvas.set_image(display, size=(rgb.shape[1], rgb.shape[0]))
         h, w = rgb.shape[:2]
         self.status_image.setText(f"image {w}x{h}")
 

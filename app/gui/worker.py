@@ -11,7 +11,7 @@ from roi_core.backbones import get_extractor
 
 
 class _Signals(QtCore.QObject):
-    image_ready = QtCore.Signal(int, str, object)  # job, path, rgb
+    image_ready = QtCore.Signal(int, str, object)  # job, path, (rgb, display copy)
     features_ready = QtCore.Signal(int, object, object, float)  # job, key, Features, factor
     failed = QtCore.Signal(int, str, str)  # job, path, message
 
@@ -26,11 +26,11 @@ class _Job(QtCore.QRunnable):
     def run(self):
         try:
             rgb = read_image(self.path)
+            small, factor = capped_for_extraction(rgb)  # also the display copy of a huge image
             if self.want_image:
-                self.signals.image_ready.emit(self.job_id, str(self.path), rgb)
+                self.signals.image_ready.emit(self.job_id, str(self.path), (rgb, small))
             if self.cancelled:
                 return
-            small, factor = capped_for_extraction(rgb)
             ext = self.extractors.get(self.extractor)
             if ext is None:
                 ext = self.extractors[self.extractor] = get_extractor(self.extractor)

@@ -34,7 +34,7 @@ def test_drag_creates_box_undo_redo(qtbot, window, sample_dir):
     assert len(window.current_boxes()) == n
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier | QtCore.Qt.KeyboardModifier.ShiftModifier)
     assert len(window.current_boxes()) == n + 1
-    assert len(window.canvas.items) == n + 1
+    assert len(window.canvas.boxes) == n + 1
 
 
 def test_moving_a_box_changes_its_pooled_grid_and_is_one_undo_step(qtbot, window, sample_dir):
@@ -146,3 +146,46 @@ def test_next_previous_image_keys(qtbot, window, sample_dir):
     wait_features(qtbot, window)
     qtbot.keyClick(window, QtCore.Qt.Key.Key_A)
     assert window.windowTitle() == "RoIScope - chelsea.png"
+
+
+def test_clicking_and_dragging_an_unselected_box(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    first, second = window.current_boxes()[:2]
+    window.canvas.select(-1, emit=True)
+    # A click inside the second box (away from the first) selects it.
+    x = (second.x1 + second.x2) / 2
+    y = second.y2 - 3 if not (first.y1 <= second.y2 - 3 <= first.y2 and first.x1 <= x <= first.x2) else second.y1 + 3
+    target = window.canvas.box_at(x, y)
+    assert target in (first.id, second.id)
+    pos = view_to_widget(window.canvas, x, y)
+    qtbot.mouseClick(window.canvas.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
+    assert window.canvas.selected == target
+    # Deselect, then drag the same box directly: it is grabbed and moved in one undo step.
+    window.canvas.select(-1, emit=True)
+    before = window.project.doc().box_by_id(target)
+    drag(qtbot, window.canvas, (x, y), (x - 25, y - 15))
+    after = window.project.doc().box_by_id(target)
+    assert abs(after.x1 - (before.x1 - 25)) < 3 and abs(after.y1 - (before.y1 - 15)) < 3
+    assert window.canvas.selected == target
+    window.undo_stack.undo()
+    assert window.project.doc().box_by_id(target) == before
+
+
+def test_two_thousand_boxes_are_one_outline_item(qtbot, window, tmp_path):
+    import cv2
+    from app.formats import labelme
+    from app.project import Box
+
+    cv2.imwrite(str(tmp_path / "many.png"), np.zeros((300, 400, 3), np.uint8))
+    rng = np.random.default_rng(0)
+    boxes = [Box(x, y, x + 10, y + 8, "m") for x, y in zip(rng.uniform(0, 380, 2000), rng.uniform(0, 280, 2000))]
+    labelme.write(tmp_path / "many.json", tmp_path / "many.png", boxes)
+    window.open_paths([tmp_path])
+    wait_features(qtbot, window)
+    assert len(window.canvas.boxes) == 2000
+    assert window.canvas.labels == []  # labels only for a readable number of boxes
+    assert window.pooled["roi_align"].shape[0] == 2000
+    b = window.current_boxes()[1234]
+    hit = window.canvas.box_at((b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2)
+    assert hit >= 0
