@@ -38,7 +38,7 @@ def read_image(path) -> np.ndarray:
     elif img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)  # in place: no second copy of a huge image
     orientation = _exif_orientation(data)
     if orientation == 3:
         img = cv2.rotate(img, cv2.ROTATE_180)

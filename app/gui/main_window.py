@@ -21,7 +21,7 @@ from roi_core.boxes import roi_align_samples, roi_pool_cells
 
 OP_CHOICES = {"RoIAlign": ("roi_align",), "RoIPool": ("roi_pool",), "Both side by side": ("roi_pool", "roi_align")}
 MOSAIC_TILE = 48  # channel tiles are shown at most this many pixels wide
-LIVE_INTERVAL_MS = 15
+LIVE_INTERVAL_MS = 0  # coalesce queued drag events, then update at once (latest geometry wins)
 
 
 class MainWindow(QtWidgets.QMainWindow):
