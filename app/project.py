@@ -2,60 +2,12 @@
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.formats import labelme
 from app.images import list_images
-
-
-@dataclass(frozen=True)
-class Box:
-    """A region in image pixels, corners ordered (x1 <= x2, y1 <= y2)."""
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    label: str = "object"
-    id: int = 0
-
-    @classmethod
-    def from_corners(cls, xa, ya, xb, yb, label="object", id=0):
-        values = [float(v) for v in (xa, ya, xb, yb)]
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"box coordinates must be finite, got {values}")
-        xa, ya, xb, yb = values
-        return cls(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb), str(label), int(id))
-
-    @property
-    def width(self):
-        return self.x2 - self.x1
-
-    @property
-    def height(self):
-        return self.y2 - self.y1
-
-    def corners(self):
-        return (self.x1, self.y1, self.x2, self.y2)
-
-    def moved_to(self, x1, y1, x2, y2):
-        return Box.from_corners(x1, y1, x2, y2, self.label, self.id)
-
-    def relabeled(self, label):
-        return replace(self, label=str(label))
-
-    def flags(self, width, height):
-        """Conditions worth flagging in a manifest: zero area, partly or fully outside."""
-        out = []
-        if self.width <= 0 or self.height <= 0:
-            out.append("zero-area")
-        if self.x2 <= 0 or self.y2 <= 0 or self.x1 >= width or self.y1 >= height:
-            out.append("outside-image")
-        elif self.x1 < 0 or self.y1 < 0 or self.x2 > width or self.y2 > height:
-            out.append("partly-outside")
-        return out
+from app.regions import Box  # noqa: F401  (re-exported: the model's box type)
 
 
 @dataclass
@@ -124,7 +76,7 @@ class ImageDoc:
         self.extra = doc.extra
         self.boxes = []
         for b in doc.boxes:
-            self.add(Box.from_corners(*b.corners(), label=b.label))
+            self.add(b)
         self.dirty = False
 
     def save(self, image_size=None):

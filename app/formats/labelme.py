@@ -1,4 +1,5 @@
-"""labelme JSON: rectangles become boxes; every other shape and key is kept on write-back."""
+"""labelme JSON sidecars: rectangles become boxes; every other shape and key is kept on
+write-back; a rectangle's group_id, description and flags travel with its box."""
 from __future__ import annotations
 
 import json
@@ -6,65 +7,58 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.atomic import atomic_write_text
+from app.formats.common import AnnotationError, finite_box
 
 LABELME_VERSION = "5.4.1"
-
-
-@dataclass
-class RawBox:
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    label: str
-
-    def corners(self):
-        return (self.x1, self.y1, self.x2, self.y2)
+SHAPE_KEYS = ("group_id", "description", "flags")
 
 
 @dataclass
 class LabelmeDoc:
-    boxes: list[RawBox] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)  # other keys + "_other_shapes"
+    boxes: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # other top-level keys + "_other_shapes"
+    image_path: str | None = None
 
 
 def sidecar_path(image_path) -> Path:
     return Path(image_path).with_suffix(".json")
 
 
-def read(path) -> LabelmeDoc:
+def load_json(path):
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read ({exc})") from exc
+        raise AnnotationError(f"{path}: cannot read ({exc})") from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        raise AnnotationError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+
+
+def read(path) -> LabelmeDoc:
+    path = Path(path)
+    data = load_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object at the top level")
+        raise AnnotationError(f"{path}: expected a JSON object at the top level")
     shapes = data.get("shapes", [])
     if not isinstance(shapes, list):
-        raise ValueError(f"{path}: key 'shapes' must be a list")
+        raise AnnotationError(f"{path}: key 'shapes' must be a list")
     boxes, others = [], []
     for i, shape in enumerate(shapes):
         if not isinstance(shape, dict):
-            raise ValueError(f"{path}: shapes[{i}] must be an object")
+            raise AnnotationError(f"{path}: shapes[{i}] must be an object")
         if shape.get("shape_type", "polygon") != "rectangle":
             others.append(shape)
             continue
         pts = shape.get("points")
-        try:
-            (xa, ya), (xb, yb) = [(float(p[0]), float(p[1])) for p in pts]
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"{path}: shapes[{i}].points must be two [x, y] points, got {pts!r}") from exc
-        values = (xa, ya, xb, yb)
-        if any(v != v or v in (float("inf"), float("-inf")) for v in values):
-            raise ValueError(f"{path}: shapes[{i}].points must be finite, got {pts!r}")
+        if not (isinstance(pts, list) and len(pts) == 2 and all(isinstance(p, list) and len(p) == 2 for p in pts)):
+            raise AnnotationError(f"{path}: shapes[{i}].points must be two [x, y] points, got {pts!r}")
+        attrs = tuple((k, json.dumps(shape[k])) for k in SHAPE_KEYS if k in shape)
         label = shape.get("label", "")
-        boxes.append(RawBox(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb), str(label)))
+        boxes.append(finite_box(path, f"shapes[{i}].points", pts[0][0], pts[0][1], pts[1][0], pts[1][1], str(label), attrs))
     extra = {k: v for k, v in data.items() if k != "shapes"}
     extra["_other_shapes"] = others
-    return LabelmeDoc(boxes, extra)
+    image_path = data.get("imagePath")
+    return LabelmeDoc(boxes, extra, image_path if isinstance(image_path, str) else None)
 
 
 def to_json(image_path, boxes, extra=None, image_size=None) -> str:
@@ -72,17 +66,12 @@ def to_json(image_path, boxes, extra=None, image_size=None) -> str:
     others = extra.pop("_other_shapes", [])
     data = {"version": LABELME_VERSION, "flags": {}}
     data.update(extra)
-    shapes = [
-        {
-            "label": b.label,
-            "points": [[b.x1, b.y1], [b.x2, b.y2]],
-            "group_id": None,
-            "description": "",
-            "shape_type": "rectangle",
-            "flags": {},
-        }
-        for b in boxes
-    ]
+    shapes = []
+    for b in boxes:
+        shape = {"label": b.label, "points": [[b.x1, b.y1], [b.x2, b.y2]], "group_id": None, "description": "",
+                 "shape_type": "rectangle", "flags": {}}
+        shape.update({k: json.loads(v) for k, v in b.attrs if k in SHAPE_KEYS})
+        shapes.append(shape)
     data["shapes"] = shapes + list(others)
     data["imagePath"] = Path(image_path).name
     data.setdefault("imageData", None)

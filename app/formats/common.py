@@ -1,0 +1,44 @@
+"""Shared pieces of the annotation formats."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from app.regions import Box
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and the key or line."""
+
+
+def finite_box(source, where, xa, ya, xb, yb, label, attrs=()):
+    """A Box from raw numbers, or an AnnotationError naming ``source`` and ``where``."""
+    try:
+        values = [float(v) for v in (xa, ya, xb, yb)]
+    except (TypeError, ValueError) as exc:
+        raise AnnotationError(f"{source}: {where}: coordinates must be numbers, got {[xa, ya, xb, yb]!r}") from exc
+    if not all(math.isfinite(v) for v in values):
+        raise AnnotationError(f"{source}: {where}: coordinates must be finite, got {values}")
+    return Box.from_corners(*values, label=label, attrs=attrs)
+
+
+def number_text(v: float) -> str:
+    """Shortest text that reads back as the same float ("12" for 12.0)."""
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header when possible."""
+    import cv2
+    import numpy as np
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise AnnotationError(f"{path}: cannot read the image to get its size")
+    return img.shape[1], img.shape[0]
