@@ -8,8 +8,9 @@ import sys
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "export":
-        print("roiscope export: not implemented yet (see the project's open issue on export)", file=sys.stderr)
-        return 2
+        from app.export_cli import main as export_main
+
+        return export_main(argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         print("usage: roiscope [IMAGE_OR_FOLDER ...]\n       roiscope export IMAGES --annotations PATH --out DIR [options]")
         return 0

@@ -1,0 +1,80 @@
+"""`roiscope export IMAGES --annotations PATH --out DIR [options]` (imports no Qt)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.formats import FORMATS, labelme, read_annotations
+from app.formats.common import AnnotationError
+from app.images import is_image, list_images
+
+
+def _size(text):
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"--size must look like 7x7 or 7, got {text!r}")
+    return tuple(parts)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="roiscope export", description="Export region crops and pooled embeddings headless.")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--annotations", help="annotation file or folder in any supported format (default: labelme sidecars next to the images)")
+    p.add_argument("--annotation-format", choices=FORMATS, help="skip detection")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", choices=("parquet", "npz"), default="parquet")
+    p.add_argument("--crops", action="store_true", help="also write PNG crops")
+    p.add_argument("--margin", type=int, default=0, help="pixels of context around each crop")
+    p.add_argument("--extractor", default="filters")
+    p.add_argument("--layer", default=None)
+    p.add_argument("--op", choices=("roi_pool", "roi_align"), default="roi_align")
+    p.add_argument("--size", type=_size, default=(7, 7), help="output size HxW (default 7x7)")
+    p.add_argument("--sampling-ratio", type=int, default=-1)
+    return p
+
+
+def collect_jobs(args):
+    """(jobs, images_root, problems): the images and their boxes."""
+    images = list_images(args.images)
+    problems = [f"{p}: not an image or folder" for p in map(Path, args.images) if not p.exists() or (p.is_file() and not is_image(p))]
+    dirs = [Path(p) for p in args.images if Path(p).is_dir()]
+    root = dirs[0] if len(dirs) == 1 else (images[0].parent if images else Path("."))
+    boxes = {}
+    if args.annotations:
+        result = read_annotations(args.annotations, images, root, args.annotation_format)
+        problems += result.errors
+        boxes = result.boxes
+    else:
+        for image in images:
+            sidecar = labelme.sidecar_path(image)
+            if sidecar.exists():
+                try:
+                    boxes[image] = labelme.read(sidecar).boxes
+                except AnnotationError as exc:
+                    problems.append(str(exc))
+    return [(image, boxes.get(image, [])) for image in images], root, problems
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from tqdm import tqdm
+
+    from app.export import ExportOptions, export
+
+    jobs, root, problems = collect_jobs(args)
+    try:
+        options = ExportOptions(args.out, args.format, args.crops, args.margin, args.extractor, args.layer,
+                                args.op, args.size, args.sampling_ratio)
+        summary = export(jobs, options, root, progress=lambda it: tqdm(it, desc="export", unit="image", disable=None, file=sys.stderr))
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"roiscope export: {exc}", file=sys.stderr)
+        return 1
+    summary.failures = problems + summary.failures
+    print(summary.text())
+    return 1 if summary.failures else 0
