@@ -91,12 +91,26 @@ class Project:
     def __init__(self):
         self.images: list[ImageDoc] = []
         self.current = -1
+        self.opened: list[Path] = []
+        self.root: Path | None = None
 
     def open(self, paths):
         files = list_images(paths)
+        self.opened = [Path(p) for p in paths]
+        folders = [p for p in self.opened if p.is_dir()]
+        # The folder annotation files are relative to: the opened folder, or the images' folder.
+        self.root = folders[0] if len(folders) == 1 else (files[0].parent if files else None)
         self.images = [ImageDoc(p) for p in files]
         self.current = 0 if self.images else -1
         return self.images
+
+    def doc_for(self, path) -> ImageDoc | None:
+        path = Path(path).resolve()
+        for doc in self.images:
+            if doc.path.resolve() == path:
+                doc.load()
+                return doc
+        return None
 
     def doc(self, index=None) -> ImageDoc | None:
         index = self.current if index is None else index

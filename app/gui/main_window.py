@@ -9,6 +9,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app import recovery
+from app.export import ExportOptions, export
+from app.formats import FORMATS, read_annotations, write_annotations
 from app.gui import commands
 from app.gui.canvas import Canvas, align_sample_points, pool_cell_lines
 from app.gui.views import ImagePanel, normalize, tile
@@ -24,8 +27,26 @@ MOSAIC_TILE = 48  # channel tiles are shown at most this many pixels wide
 LIVE_INTERVAL_MS = 0  # coalesce queued drag events, then update at once (latest geometry wins)
 
 
+class _ExportSignals(QtCore.QObject):
+    done = QtCore.Signal(object, str)  # summary, error message ("" when fine)
+
+
+class _ExportTask(QtCore.QRunnable):
+    def __init__(self, jobs, options, root):
+        super().__init__()
+        self.jobs, self.options, self.root = jobs, options, root
+        self.signals = _ExportSignals()
+
+    def run(self):
+        try:
+            self.signals.done.emit(export(self.jobs, self.options, self.root), "")
+        except Exception as exc:  # shown in the banner; the window goes on
+            self.signals.done.emit(None, str(exc))
+
+
 class MainWindow(QtWidgets.QMainWindow):
     pooled_updated = QtCore.Signal()
+    export_finished = QtCore.Signal()
 
     def __init__(self):
         super().__init__()
@@ -55,12 +76,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner_text = QtWidgets.QLabel()
         self.banner_text.setWordWrap(True)
         self.banner_text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner_action = QtWidgets.QToolButton()
+        self.banner_action.clicked.connect(self._banner_action_clicked)
+        self.banner_action.hide()
+        self._banner_action = self._banner_dismiss = None
         close = QtWidgets.QToolButton()
         close.setText("Dismiss")
-        close.clicked.connect(self.banner.hide)
+        close.clicked.connect(self._banner_dismissed)
         bl = QtWidgets.QHBoxLayout(self.banner)
         bl.setContentsMargins(8, 4, 8, 4)
         bl.addWidget(self.banner_text, 1)
+        bl.addWidget(self.banner_action)
         bl.addWidget(close)
         self.banner.hide()
         centre = QtWidgets.QWidget()
@@ -219,6 +245,11 @@ class MainWindow(QtWidgets.QMainWindow):
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         file_menu.addActions([self.act_open, self.act_open_dir, self.act_save])
+        file_menu.addSeparator()
+        self.act_import = action("&Import annotations...", "Ctrl+I", self.import_annotations_dialog)
+        self.act_export_ann = action("Export &annotations as...", None, self.export_annotations_dialog)
+        self.act_export = action("&Export regions and embeddings...", "Ctrl+E", self.export_regions_dialog)
+        file_menu.addActions([self.act_import, self.act_export_ann, self.act_export])
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         edit = menu.addMenu("&Edit")
@@ -387,6 +418,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.refresh_pooled()
             self._refresh_table()
         self._refresh_list_item(doc)
+        self._write_journal()
         self.autosave_timer.start()
 
     def _on_box_drawn(self, x1, y1, x2, y2):
@@ -469,11 +501,44 @@ class MainWindow(QtWidgets.QMainWindow):
                 try:
                     doc.save()
                 except OSError as exc:
-                    self.show_error(f"Autosave failed for {doc.sidecar.name}; your boxes are kept in memory.\n{exc}")
-                    return
+                    self.show_error(f"Autosave failed for {doc.sidecar.name}; your boxes are kept in memory "
+                                    f"and in the recovery journal.\n{exc}")
+                    break
+                self._refresh_list_item(doc)
+        self._write_journal()
+
+    def _write_journal(self):
+        try:
+            recovery.write(self.project.opened, self.project.images)
+        except OSError:
+            pass  # the journal is a safety net; failing to write it must not stop editing
+
+    def offer_recovery(self):
+        """Called at start: if a previous session died with unsaved boxes, offer them back."""
+        found = recovery.read()
+        if not found:
+            return False
+        opened, docs = found
+        names = ", ".join(Path(p).name for p in list(docs)[:3])
+        self.show_error(f"RoIScope closed with unsaved boxes on {len(docs)} image(s) ({names}).",
+                        action=("Recover", lambda: self.recover(opened, docs)), dismiss=recovery.clear)
+        return True
+
+    def recover(self, opened, docs):
+        self.open_paths(opened)
+        for path, boxes in docs.items():
+            doc = self.project.doc_for(path)
+            if doc is None:
+                continue
+            self.undo_stack.beginMacro(f"Recover {doc.path.name}")
+            for b in list(doc.boxes):
+                self.undo_stack.push(commands.remove_box(doc, b.id, self._doc_changed))
+            self.undo_stack.push(commands.add_boxes(doc, boxes, self._doc_changed, "Recover boxes"))
+            self.undo_stack.endMacro()
+        self.banner.hide()
 
     def closeEvent(self, event):
-        self._autosave()
+        self._autosave()  # clears the recovery journal when everything is saved
         self.service.cancel()
         super().closeEvent(event)
 
@@ -747,11 +812,117 @@ class MainWindow(QtWidgets.QMainWindow):
         doc = self.project.doc()
         self.setWindowTitle(f"RoIScope - {doc.path.name}" if doc else "RoIScope")
 
-    def show_error(self, message):
-        """Non-blocking error message; the window stays usable."""
+    def show_error(self, message, action=None, dismiss=None):
+        """Non-blocking message in the banner; the window stays usable. ``action``: optional
+        (button text, callback); ``dismiss``: called when the user dismisses the banner."""
         self.last_error = message
         self.banner_text.setText(message)
+        self.banner_action.setVisible(action is not None)
+        self._banner_action = action[1] if action else None
+        self._banner_dismiss = dismiss
+        if action:
+            self.banner_action.setText(action[0])
         self.banner.show()
+
+    def _banner_action_clicked(self):
+        callback, self._banner_action = self._banner_action, None
+        self.banner.hide()
+        if callback:
+            callback()
+
+    def _banner_dismissed(self):
+        callback, self._banner_dismiss = self._banner_dismiss, None
+        self.banner.hide()
+        if callback:
+            callback()
+
+    # ------------------------------------------------------------------ import / export
+    def import_annotations_dialog(self):
+        if not self.project.images:
+            self.show_error("Open images first, then import their annotations.")
+            return
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Import annotations", str(self.project.root or ""),
+            "Annotations (*.json *.xml *.txt *.csv);;All files (*)")
+        if path:
+            self.import_annotations(path)
+
+    def import_annotations(self, path):
+        """Add the boxes a file (or folder) holds for the open images: one undo step. A malformed
+        file contributes nothing and is named in the banner."""
+        result = read_annotations(path, [d.path for d in self.project.images], self.project.root)
+        docs = [(self.project.doc_for(img), boxes) for img, boxes in result.boxes.items() if boxes]
+        docs = [(d, b) for d, b in docs if d is not None]
+        if docs:
+            self.undo_stack.beginMacro(f"Import {Path(path).name}")
+            for doc, boxes in docs:
+                self.undo_stack.push(commands.add_boxes(doc, boxes, self._doc_changed, "Import boxes"))
+            self.undo_stack.endMacro()
+        count = sum(len(b) for _, b in docs)
+        self.statusBar().showMessage(f"Imported {count} boxes for {len(docs)} image(s) from {Path(path).name}", 5000)
+        if result.errors:
+            self.show_error("Some annotations were not imported:\n" + "\n".join(result.errors))
+        return count
+
+    def export_annotations_dialog(self):
+        fmt, ok = QtWidgets.QInputDialog.getItem(self, "Export annotations", "Format:", list(FORMATS), 0, False)
+        if not ok:
+            return
+        if fmt in ("coco", "csv"):
+            target, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export annotations", "", f"*.{'json' if fmt == 'coco' else 'csv'}")
+        else:
+            target = QtWidgets.QFileDialog.getExistingDirectory(self, "Export annotations into folder")
+        if not target:
+            return
+        try:
+            self.export_annotations(fmt, target)
+        except FileExistsError as exc:
+            answer = QtWidgets.QMessageBox.question(self, "Replace files?", f"{exc}.\nReplace them?")
+            if answer == QtWidgets.QMessageBox.StandardButton.Yes:
+                self.export_annotations(fmt, target, overwrite=True)
+
+    def export_annotations(self, fmt, target, overwrite=False):
+        entries = [(d.path, d.boxes, None) for d in self.project.images]
+        try:
+            written = write_annotations(fmt, target, entries, self.project.root, overwrite=overwrite)
+        except OSError as exc:
+            if isinstance(exc, FileExistsError):
+                raise
+            self.show_error(f"Could not export annotations: {exc}")
+            return []
+        self.statusBar().showMessage(f"Wrote {len(written)} file(s) in {fmt} format", 5000)
+        return written
+
+    def export_regions_dialog(self):
+        target = QtWidgets.QFileDialog.getExistingDirectory(self, "Export regions and embeddings into folder")
+        if target:
+            self.export_regions(target, crops=True)
+
+    def export_regions(self, out_dir, crops=True, fmt="parquet"):
+        """Run the same export as `roiscope export` with the current settings, off the GUI thread."""
+        self._autosave()
+        ops = self.ops()
+        size = self.size_spin.value()
+        options = ExportOptions(out_dir, fmt, crops, 0, self.extractor_combo.currentText(), self.layer_combo.currentText(),
+                                ops[-1], (size, size), self.ratio_spin.value())
+        jobs = [(d.path, list(d.boxes)) for d in self.project.images]
+        task = _ExportTask(jobs, options, self.project.root)
+        task.signals.done.connect(self._export_done)
+        self.progress.setVisible(True)
+        self.statusBar().showMessage(f"Exporting {len(jobs)} image(s) to {out_dir}...")
+        self._export_task = task
+        self.service.pool.start(task)
+
+    def _export_done(self, summary, error):
+        self.progress.setVisible(False)
+        self.last_export = summary
+        if error:
+            self.show_error(f"Export failed: {error}")
+        elif summary.failures:
+            self.show_error(summary.text())
+        else:
+            self.statusBar().showMessage(summary.text().splitlines()[0], 8000)
+        self.export_finished.emit()
 
 
 def run_gui(paths) -> int:
@@ -762,4 +933,5 @@ def run_gui(paths) -> int:
     window.show()
     if paths:
         window.open_paths(paths)
+    window.offer_recovery()
     return app.exec()
