@@ -312,8 +312,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if not images:
             self.show_error(f"No images found in: {', '.join(map(str, paths))}")
             return
+        self.image_list.blockSignals(True)
         self.image_list.setCurrentRow(0)
-        self._show_current()
+        self.image_list.blockSignals(False)
+        self._show_current()  # once: loading the first image twice would double the wait
 
     def open_image_dialog(self):
         pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))

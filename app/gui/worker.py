@@ -16,6 +16,13 @@ class _Signals(QtCore.QObject):
     failed = QtCore.Signal(int, str, str)  # job, path, message
 
 
+def _emit(signal, *args):
+    try:
+        signal.emit(*args)
+    except RuntimeError:  # the window closed while this job ran: nobody to tell
+        pass
+
+
 class _Job(QtCore.QRunnable):
     def __init__(self, job_id, path, extractor, layer, want_image, signals, extractors):
         super().__init__()
@@ -24,11 +31,13 @@ class _Job(QtCore.QRunnable):
         self.cancelled = False
 
     def run(self):
+        if self.cancelled:  # superseded while queued: do not even read the file
+            return
         try:
             rgb = read_image(self.path)
             small, factor = capped_for_extraction(rgb)  # also the display copy of a huge image
             if self.want_image:
-                self.signals.image_ready.emit(self.job_id, str(self.path), (rgb, small))
+                _emit(self.signals.image_ready, self.job_id, str(self.path), (rgb, small))
             if self.cancelled:
                 return
             ext = self.extractors.get(self.extractor)
@@ -36,10 +45,10 @@ class _Job(QtCore.QRunnable):
                 ext = self.extractors[self.extractor] = get_extractor(self.extractor)
             feats = ext.extract(small, self.layer)
             if not self.cancelled:
-                self.signals.features_ready.emit(self.job_id, (str(self.path), self.extractor, self.layer), feats, factor)
+                _emit(self.signals.features_ready, self.job_id, (str(self.path), self.extractor, self.layer), feats, factor)
         except Exception as exc:  # any failure is shown to the user; the app goes on
             message = str(exc) or traceback.format_exc(limit=1)
-            self.signals.failed.emit(self.job_id, str(self.path), message)
+            _emit(self.signals.failed, self.job_id, str(self.path), message)
 
 
 class FeatureService(QtCore.QObject):
