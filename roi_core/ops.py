@@ -224,9 +224,27 @@ def _pool_argmax_impl(features, boxes, ph, pw, scale, levels=None):
     return tf.where(empty[..., None], -tf.ones_like(best_i), best_i), b
 
 
+_TABLE_CHUNK_BYTES = 4 << 20  # sparse-table slice per channel chunk: stays in cache, reused
+
+
+def _pool_forward_chunked(features, boxes, ph, pw, scale, levels):
+    """The forward pass over channel chunks small enough that each chunk's table stays in cache
+    (XLA reuses one temporary buffer); the bin geometry is shared by all chunks."""
+    n_img, height, width, channels = features.shape
+    if None in (n_img, height, width, channels):
+        return _pool_forward_impl(features, boxes, ph, pw, scale, levels)
+    per_channel = levels[0] * levels[1] * n_img * height * width * 4
+    chunk = max(8, _TABLE_CHUNK_BYTES // max(per_channel, 1))
+    if chunk >= channels:
+        return _pool_forward_impl(features, boxes, ph, pw, scale, levels)
+    parts = [_pool_forward_impl(features[..., c0:c0 + chunk], boxes, ph, pw, scale, levels)
+             for c0 in range(0, channels, chunk)]
+    return tf.concat(parts, axis=-1)
+
+
 # With the level counts fixed, the table build and the four lookups compile into a few fused
 # XLA loops: no intermediate (K, ph, pw, 4, C) tensor and no per-level copies.
-_pool_forward_xla = tf.function(_pool_forward_impl, jit_compile=True, reduce_retracing=False)
+_pool_forward_xla = tf.function(_pool_forward_chunked, jit_compile=True, reduce_retracing=False)
 _pool_argmax_xla = tf.function(_pool_argmax_impl, jit_compile=True, reduce_retracing=False)
 
 
