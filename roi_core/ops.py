@@ -258,13 +258,14 @@ def _static_levels(features, ph, pw):
     return lh, lw
 
 
-def _bucketed(fn, features, boxes, ph, pw, scale, levels):
-    """Call the XLA-compiled ``fn`` on boxes padded to a power-of-two count (at least 8), so a
+def _bucketed(fn, features, boxes, ph, pw, scale, levels, bucket):
+    """Call the XLA-compiled ``fn`` on boxes padded to one of four sizes per power of two, so a
     changing number of boxes compiles a handful of shapes, not one per count."""
-    if _in_xla_context():  # inside an XLA cluster every shape is static already
+    if not bucket or _in_xla_context():  # a caller's own graph keeps its shapes; XLA has them static
         return fn(features, boxes, ph, pw, scale, levels)
     k = tf.shape(boxes)[0]
-    bucket = tf.maximum(8, tf.bitwise.left_shift(1, _floor_log2(tf.maximum(k - 1, 1)) + 1))
+    step = tf.maximum(8, tf.bitwise.left_shift(1, tf.maximum(_floor_log2(tf.maximum(k, 1)) - 2, 0)))
+    bucket = (k + step - 1) // step * step  # four sizes per octave: at most 25% padding
     padded = tf.pad(boxes, [[0, bucket - k], [0, 0]])
     out = fn(features, padded, ph, pw, scale, levels)
     if isinstance(out, tuple):
@@ -272,7 +273,7 @@ def _bucketed(fn, features, boxes, ph, pw, scale, levels):
     return out[:k]
 
 
-def _pool_dispatch(fast, general, features, boxes, ph, pw, scale):
+def _pool_dispatch(fast, general, features, boxes, ph, pw, scale, bucket):
     """Run the compiled fixed-level version when every bin fits its levels, else the general one."""
     levels = _static_levels(features, ph, pw)
     if levels is None:
@@ -282,7 +283,7 @@ def _pool_dispatch(fast, general, features, boxes, ph, pw, scale):
     fits = tf.logical_and(
         tf.reduce_all(he - hs < (1 << levels[0])), tf.reduce_all(we - ws < (1 << levels[1]))
     )
-    run_fast = lambda: _bucketed(fast, features, boxes, ph, pw, scale, levels)  # noqa: E731
+    run_fast = lambda: _bucketed(fast, features, boxes, ph, pw, scale, levels, bucket)  # noqa: E731
     run_general = lambda: general(features, boxes, ph, pw, scale)  # noqa: E731
     if tf.executing_eagerly():
         return run_fast() if bool(fits) else run_general()
@@ -306,19 +307,21 @@ def roi_pool(features, boxes, output_size, spatial_scale=1.0):
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
-        return _roi_pool_graph(features, boxes, ph, pw, scale)
-    return _roi_pool_core(features, boxes, ph, pw, scale)
+        return _roi_pool_graph(features, boxes, ph, pw, scale, True)
+    return _roi_pool_core(features, boxes, ph, pw, scale, False)
 
 
-def _roi_pool_core(features, boxes, ph, pw, scale):
+def _roi_pool_core(features, boxes, ph, pw, scale, bucket):
+    """``bucket``: pad the box count for the compiled kernel (eager callers, whose count changes
+    from call to call); a caller's own graph keeps its shapes and skips the copy."""
     boxes = tf.stop_gradient(boxes)
 
     @tf.custom_gradient
     def pool(feats):
-        out = _pool_dispatch(_pool_forward_xla, _pool_forward_impl, feats, boxes, ph, pw, scale)
+        out = _pool_dispatch(_pool_forward_xla, _pool_forward_impl, feats, boxes, ph, pw, scale, bucket)
 
         def grad(upstream):
-            argmax, b = _pool_dispatch(_pool_argmax_xla, _pool_argmax_impl, feats, boxes, ph, pw, scale)
+            argmax, b = _pool_dispatch(_pool_argmax_xla, _pool_argmax_impl, feats, boxes, ph, pw, scale, bucket)
             shape = tf.shape(feats)
             hw = tf.cast(shape[1] * shape[2], tf.int64)
             channels = tf.cast(shape[3], tf.int64)
