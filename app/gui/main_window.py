@@ -109,8 +109,8 @@ class MainWindow(QtWidgets.QMainWindow):
         pooled_row = QtWidgets.QWidget()
         row = QtWidgets.QHBoxLayout(pooled_row)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.pool_panel)
-        row.addWidget(self.align_panel)
+        row.addWidget(self.pool_panel, 1)  # equal halves when both ops are shown
+        row.addWidget(self.align_panel, 1)
         self.value_label = QtWidgets.QLabel("Select a box to see its pooled grid.")
         self.label_edit = QtWidgets.QLineEdit()
         self.label_edit.setPlaceholderText("label of the selected box")
@@ -599,7 +599,7 @@ class MainWindow(QtWidgets.QMainWindow):
             grid = self.pooled[op][sel, :, :, self.channel]
             panel.show_array(grid)
             ph, pw = grid.shape
-            panel.set_title(f"{'RoIPool' if op == 'roi_pool' else 'RoIAlign'} {ph}x{pw}, box {boxes[sel].id}, {self._channel_name()}")
+            panel.set_title(f"{'RoIPool' if op == 'roi_pool' else 'RoIAlign'} {ph}x{pw}, box {boxes[sel].id}, ch {self.channel}")
         self._show_gallery()
         self._show_grid_overlay()
         self._show_channel()
@@ -643,7 +643,7 @@ class MainWindow(QtWidgets.QMainWindow):
         mosaic, self._mosaic_columns = tile(chans, gap=1)
         self._mosaic_tile = small.shape[:2]
         self.mosaic.show_array(mosaic, levels=(0, 1))
-        self.mosaic.set_title(f"Feature maps: {c} channels of {w}x{h} (click one)")
+        self.mosaic.set_title(f"{c} channels, {w}x{h} (click one)")
         self._outline_mosaic_channel()
         self._show_channel()
         self._update_status()

@@ -90,6 +90,8 @@ def test_switching_op_and_output_size_updates_views(qtbot, window, sample_dir):
     window.op_combo.setCurrentText("Both side by side")
     assert set(window.pooled) == {"roi_pool", "roi_align"}
     assert window.pool_panel.isVisible() and window.align_panel.isVisible()
+    qtbot.wait(50)
+    assert abs(window.pool_panel.width() - window.align_panel.width()) <= 10  # side by side, not a sliver
     assert len(window.canvas.grid_lines.getData()[0]) > 0 and len(window.canvas.grid_points.getData()[0]) > 0
     window.size_spin.setValue(3)
     assert window.pooled["roi_pool"].shape[1:3] == (3, 3)
