@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 OUTLINE_PEN = pg.mkPen((0, 220, 255), width=2, cosmetic=True)
 
@@ -36,26 +36,31 @@ def tile(arrays, gap=1, columns=None, fill=np.nan):
 
 
 class ImagePanel(pg.GraphicsLayoutWidget):
-    """A titled ImageItem with a colormap; emits the pixel under the mouse and clicks."""
+    """A titled ImageItem with a colormap; emits the pixel under the mouse and clicks.
+
+    The title is a QLabel laid over the top margin, elided to the panel's width, so a long title
+    can never widen the plot beyond the panel (a plot title would)."""
 
     hovered = QtCore.Signal(int, int)
     clicked = QtCore.Signal(int, int)
+    TITLE_HEIGHT = 22
 
     def __init__(self, title="", parent=None):
         super().__init__(parent)
         self.setBackground("#202020")
-        self.plot = self.addPlot(title=title)
-        self.plot.hideAxis("left")
-        self.plot.hideAxis("bottom")
-        self.plot.setMenuEnabled(False)
-        self.plot.getViewBox().invertY(True)
-        self.plot.getViewBox().setAspectLocked(True)
+        self.ci.setContentsMargins(4, self.TITLE_HEIGHT, 4, 4)
+        self.vb = self.addViewBox(invertY=True, lockAspect=True, enableMenu=False)
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.plot.addItem(self.image)
+        self.vb.addItem(self.image)
         self.outline = QtWidgets.QGraphicsRectItem()
         self.outline.setPen(OUTLINE_PEN)
         self.outline.setVisible(False)
-        self.plot.addItem(self.outline)
+        self.vb.addItem(self.outline)
+        self.title = QtWidgets.QLabel(self)
+        self.title.setStyleSheet("color: #c8c8c8; background: transparent;")
+        self.title.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self._title = ""
+        self.set_title(title)
         self.set_colormap("viridis")
         self.scene().sigMouseMoved.connect(self._moved)
         self.scene().sigMouseClicked.connect(self._clicked)
@@ -64,7 +69,22 @@ class ImagePanel(pg.GraphicsLayoutWidget):
         self.image.setColorMap(pg.colormap.get(name))
 
     def set_title(self, text):
-        self.plot.setTitle(text, size="9pt")
+        self._title = text
+        self._layout_title()
+        self.setToolTip(text)
+
+    def title_text(self) -> str:
+        return self._title
+
+    def _layout_title(self):
+        width = max(self.width() - 8, 20)
+        self.title.setGeometry(4, 2, width, self.TITLE_HEIGHT - 4)
+        self.title.setText(self.title.fontMetrics().elidedText(self._title, QtCore.Qt.TextElideMode.ElideRight, width))
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        if hasattr(self, "title"):  # resizeEvent also runs inside the base __init__
+            self._layout_title()
 
     def show_array(self, a, levels=None):
         a = np.asarray(a, dtype=np.float32)
@@ -73,7 +93,7 @@ class ImagePanel(pg.GraphicsLayoutWidget):
             lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
             levels = (lo, hi if hi > lo else lo + 1e-6)
         self.image.setImage(shown, levels=levels, autoLevels=False)
-        self.plot.getViewBox().autoRange(padding=0.02)
+        self.vb.enableAutoRange()  # re-fits on resize too, until the user zooms
 
     def set_outline(self, rect=None):
         if rect is None:

@@ -81,7 +81,8 @@ def test_clicking_a_channel_in_the_mosaic_selects_it(qtbot, window, sample_dir):
     qtbot.mouseClick(window.mosaic.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
     qtbot.waitUntil(lambda: window.channel == 2, timeout=3000)
     assert not np.allclose(window.align_panel.image.image, before)
-    assert "channel 2" in window.channel_panel.plot.titleLabel.text
+    assert "channel 2" in window.channel_panel.title_text()
+    assert window.channel_panel.title.text().startswith("channel 2")  # what is shown, elided or not
 
 
 def test_switching_op_and_output_size_updates_views(qtbot, window, sample_dir):
@@ -191,3 +192,15 @@ def test_two_thousand_boxes_are_one_outline_item(qtbot, window, tmp_path):
     b = window.current_boxes()[1234]
     hit = window.canvas.box_at((b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2)
     assert hit >= 0
+
+
+def test_panels_keep_their_content_inside_their_width(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    qtbot.wait(50)
+    for panel in (window.mosaic, window.channel_panel, window.gallery, window.align_panel):
+        rect = panel.vb.sceneBoundingRect()
+        assert rect.right() <= panel.viewport().width() + 1, panel.title_text()
+    # The whole mosaic is in view (no channel cut off at the right).
+    (x0, x1), _ = window.mosaic.vb.viewRange()
+    assert x0 <= 0 and x1 >= window.mosaic.image.image.shape[1] - 1
