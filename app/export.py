@@ -21,7 +21,7 @@ import numpy as np
 from app.atomic import atomic_write_bytes, atomic_write_text
 from app.images import capped_for_extraction, read_image
 from app.pooling import PoolSettings, pool_boxes
-from roi_core.backbones import get_extractor
+from app.model_files import resolve_extractor
 
 PARTIAL = ".partial"
 MANIFEST_COLUMNS = ["crop", "image", "region_id", "label", "x1", "y1", "x2", "y2", "flags"]
@@ -151,7 +151,7 @@ def export(jobs, options: ExportOptions, images_root=None, progress=None) -> Exp
     for stale in out.glob(f"*{PARTIAL}"):  # left by an interrupted run
         stale.unlink()
     summary = ExportSummary()
-    extractor = get_extractor(options.extractor)
+    extractor = resolve_extractor(options.extractor)
     layer = options.layer or extractor.default_layer
     if layer not in extractor.layers():
         raise ValueError(f"layer must be one of {extractor.layers()}, got {layer!r}")

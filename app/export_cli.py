@@ -31,7 +31,7 @@ def parser():
     p.add_argument("--format", choices=("parquet", "npz"), default="parquet")
     p.add_argument("--crops", action="store_true", help="also write PNG crops")
     p.add_argument("--margin", type=int, default=0, help="pixels of context around each crop")
-    p.add_argument("--extractor", default="filters")
+    p.add_argument("--extractor", default="filters", help="filters, pixels, a Keras Application name, or a .keras/.h5 model file")
     p.add_argument("--layer", default=None)
     p.add_argument("--op", choices=("roi_pool", "roi_align"), default="roi_align")
     p.add_argument("--size", type=_size, default=(7, 7), help="output size HxW (default 7x7)")

@@ -17,6 +17,7 @@ from app.gui.canvas import Canvas, align_sample_points, pool_cell_lines
 from app.gui.views import ImagePanel, normalize, tile
 from app.gui.worker import FeatureService
 from app.images import IMAGE_SUFFIXES
+from app.model_files import load_user_model
 from app.pooling import PoolSettings, pool_boxes, spatial_scale
 from app.project import Box, Project
 from roi_core.backbones import builtin_extractors, get_extractor
@@ -249,7 +250,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_import = action("&Import annotations...", "Ctrl+I", self.import_annotations_dialog)
         self.act_export_ann = action("Export &annotations as...", None, self.export_annotations_dialog)
         self.act_export = action("&Export regions and embeddings...", "Ctrl+E", self.export_regions_dialog)
-        file_menu.addActions([self.act_import, self.act_export_ann, self.act_export])
+        self.act_model = action("Load &Keras model as extractor...", None, self.load_model_dialog)
+        file_menu.addActions([self.act_import, self.act_export_ann, self.act_export, self.act_model])
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         edit = menu.addMenu("&Edit")
@@ -391,6 +393,24 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setVisible(busy)
         self.cancel_button.setVisible(busy)
 
+    def load_model_dialog(self):
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load Keras model", "", "Keras models (*.keras *.h5 *.hdf5)")
+        if path:
+            self.load_model(path)
+
+    def load_model(self, path):
+        """Add a user's .keras/.h5 model to the extractors (any 4-D layer) and select it."""
+        try:
+            ext = load_user_model(path)
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return None
+        self.service.extractors[ext.name] = ext
+        if self.extractor_combo.findText(ext.name) < 0:
+            self.extractor_combo.addItem(ext.name)
+        self.extractor_combo.setCurrentText(ext.name)
+        return ext
+
     def _on_extractor_changed(self, _):
         self._fill_layers()
         self._request_features()
@@ -398,7 +418,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _fill_layers(self):
         name = self.extractor_combo.currentText()
         try:
-            ext = get_extractor(name)
+            ext = self.service.extractors.get(name) or get_extractor(name)  # models are built once
             layers, default = ext.layers(), ext.default_layer
         except Exception as exc:  # e.g. ImageNet weights unavailable offline
             self.show_error(str(exc))

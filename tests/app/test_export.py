@@ -145,3 +145,21 @@ def test_export_imports_no_qt(samples, tmp_path):
             "sys.exit(10 + rc if 'PySide6' in sys.modules else rc)")
     proc = subprocess.run([sys.executable, "-c", code, str(samples / "coffee.png"), str(tmp_path / "o")], capture_output=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_cli_with_a_user_model_and_safe_mode(samples, tmp_path, capsys):
+    import keras
+
+    inp = keras.Input(shape=(None, None, 3))
+    out = keras.layers.Conv2D(6, 3, strides=4, padding="same", name="feat")(inp)
+    keras.Model(inp, out).save(tmp_path / "mine.keras")
+    rc = cli_main(["export", str(samples / "coffee.png"), "--out", str(tmp_path / "o"),
+                   "--extractor", str(tmp_path / "mine.keras"), "--layer", "feat", "--size", "3"])
+    assert rc == 0
+    table = pq.read_table(tmp_path / "o" / "embeddings.parquet").to_pandas()
+    assert list(table["shape"][0]) == [3, 3, 6] and table["layer"][0] == "feat"
+    lam = keras.layers.Lambda(lambda t: t * 2.0)(inp)
+    keras.Model(inp, lam).save(tmp_path / "lambda.keras")
+    rc = cli_main(["export", str(samples / "coffee.png"), "--out", str(tmp_path / "o2"), "--extractor", str(tmp_path / "lambda.keras")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "lambda.keras" in err and "cannot load" in err

@@ -115,3 +115,22 @@ def test_crash_recovery_offers_unsaved_boxes(qtbot, sample_dir, monkeypatch):
     assert "unsaved one" in (sample_dir / "chelsea.json").read_text()
     for w in (first, second):
         w.service.pool.waitForDone(20000)
+
+
+def test_user_model_becomes_an_extractor(qtbot, window, sample_dir, tmp_path):
+    import keras
+
+    inp = keras.Input(shape=(None, None, 3))
+    x = keras.layers.Conv2D(3, 3, strides=2, padding="same", name="conv_a")(inp)
+    x = keras.layers.Conv2D(5, 3, strides=2, padding="same", name="conv_b")(x)
+    keras.Model(inp, x).save(tmp_path / "tiny.keras")
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    ext = window.load_model(tmp_path / "tiny.keras")
+    assert window.extractor_combo.currentText() == "model: tiny.keras"
+    assert [window.layer_combo.itemText(i) for i in range(window.layer_combo.count())] == ["conv_a", "conv_b"]
+    qtbot.waitUntil(lambda: window.features is not None and window.features.features.shape[-1] == 5, timeout=30000)
+    assert window.features.stride == 4.0 and window.pooled["roi_align"].shape[-1] == 5
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    assert window.load_model(tmp_path / "junk.keras") is None
+    assert "junk.keras" in window.last_error and "cannot load" in window.last_error
