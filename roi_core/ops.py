@@ -307,7 +307,8 @@ def roi_pool(features, boxes, output_size, spatial_scale=1.0):
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
-        return _roi_pool_graph(features, boxes, ph, pw, scale, True)
+        # The scale as a tensor: a new image size must not trigger a new trace.
+        return _roi_pool_graph(features, boxes, ph, pw, tf.constant(scale, tf.float32), True)
     return _roi_pool_core(features, boxes, ph, pw, scale, False)
 
 
@@ -478,7 +479,8 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
     if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
-        return _roi_align_graph(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), False)
+        scale_t = tf.constant(scale, tf.float32)  # a tensor: new scales reuse the trace
+        return _roi_align_graph(features, boxes, ph, pw, scale_t, sampling_ratio, bool(aligned), False)
     return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), _in_xla_context())
 
 

@@ -365,7 +365,9 @@ class MainWindow(QtWidgets.QMainWindow):
         layer = self.layer_combo.currentText()
         if doc is None or not layer:
             return
-        self.service.request(doc.path, self.extractor_combo.currentText(), layer, want_image=want_image or self.rgb is None)
+        warm = [self.settings_for(op) for op in self.ops()]
+        self.service.request(doc.path, self.extractor_combo.currentText(), layer,
+                             want_image=want_image or self.rgb is None, warm=warm)
 
     def _on_image_ready(self, path, images):
         doc = self.project.doc()

@@ -6,7 +6,10 @@ import traceback
 
 from PySide6 import QtCore
 
+import numpy as np
+
 from app.images import capped_for_extraction, read_image
+from app.pooling import pool_boxes
 from roi_core.backbones import get_extractor
 
 
@@ -24,9 +27,10 @@ def _emit(signal, *args):
 
 
 class _Job(QtCore.QRunnable):
-    def __init__(self, job_id, path, extractor, layer, want_image, signals, extractors):
+    def __init__(self, job_id, path, extractor, layer, want_image, signals, extractors, warm=()):
         super().__init__()
         self.job_id, self.path, self.extractor, self.layer = job_id, path, extractor, layer
+        self.warm = tuple(warm)
         self.want_image, self.signals, self.extractors = want_image, signals, extractors
         self.cancelled = False
 
@@ -44,6 +48,9 @@ class _Job(QtCore.QRunnable):
             if ext is None:
                 ext = self.extractors[self.extractor] = get_extractor(self.extractor)
             feats = ext.extract(small, self.layer)
+            for settings in self.warm:  # trace/compile pooling here, not on the GUI thread
+                for count in (1, 2):  # two box counts: the trace generalizes to any count
+                    pool_boxes(feats, np.zeros((count, 4), np.float32), settings, factor)
             if not self.cancelled:
                 _emit(self.signals.features_ready, self.job_id, (str(self.path), self.extractor, self.layer), feats, factor)
         except Exception as exc:  # any failure is shown to the user; the app goes on
@@ -70,12 +77,13 @@ class FeatureService(QtCore.QObject):
         self._job = None
         self._next_id = 0
 
-    def request(self, path, extractor, layer, want_image=True):
-        """Start loading ``path`` (and its features unless cached). Supersedes any running job."""
+    def request(self, path, extractor, layer, want_image=True, warm=()):
+        """Start loading ``path`` (and its features unless cached). Supersedes any running job.
+        ``warm``: pooling settings to run once on the worker so their first use is instant."""
         self.cancel()
         key = (str(path), extractor, layer)
         self._next_id += 1
-        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.extractors)
+        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.extractors, warm)
         if key in self.cache and not want_image:
             feats, factor = self.cache[key]
             self.features_ready.emit(key, feats, factor)
