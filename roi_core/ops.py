@@ -348,9 +348,10 @@ _roi_pool_graph = tf.function(_roi_pool_core, reduce_retracing=True)
 _CANDIDATES = 6  # adaptive grids space samples > 0.5 apart: at most 4 touch one row, +2 slack
 
 
-def _tap_weight(y, row, length):
-    """Bilinear weight of a sample at ``y`` on grid line ``row`` (torchvision's border rules)."""
-    inside = (y >= -1.0) & (y <= tf.cast(length, tf.float32))  # False for NaN as well
+def _taps(y, length):
+    """torchvision's bilinear rule along one axis for samples at ``y``: the two grid lines
+    (low, high, float) and their weights, zero outside ``[-1, length]`` (NaN too)."""
+    inside = (y >= -1.0) & (y <= tf.cast(length, tf.float32))
     yc = tf.maximum(y, 0.0)
     low = tf.floor(yc)
     last = tf.cast(length - 1, tf.float32)
@@ -359,9 +360,13 @@ def _tap_weight(y, row, length):
     yc = tf.where(at_end, low, yc)
     high = tf.where(at_end, low, low + 1.0)
     ly = yc - low
-    hy = 1.0 - ly
-    w = tf.where(row == low, hy, 0.0) + tf.where(row == high, ly, 0.0)
-    return tf.where(inside, w, 0.0)
+    return low, high, tf.where(inside, 1.0 - ly, 0.0), tf.where(inside, ly, 0.0)
+
+
+def _tap_weight(y, row, length):
+    """Bilinear weight of a sample at ``y`` on grid line ``row``."""
+    low, high, w_low, w_high = _taps(y, length)
+    return tf.where(row == low, w_low, 0.0) + tf.where(row == high, w_high, 0.0)
 
 
 def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio):
@@ -397,7 +402,8 @@ def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio):
     return w / tf.maximum(gridf, 1.0)[:, None, None]
 
 
-def _align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, height, width):
+def _align_geometry(boxes, ph, pw, scale, sampling_ratio, aligned):
+    """Per RoI: start_h, start_w, bin_h, bin_w (float32) and samples per bin grid_h, grid_w."""
     offset = 0.5 if aligned else 0.0
     coords = boxes[:, 1:] * scale - offset
     start_w, start_h, end_w, end_h = (coords[:, i] for i in range(4))
@@ -412,9 +418,52 @@ def _align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, height, width)
         # Clip before the cast: a huge box must not overflow int32.
         grid_h = tf.cast(tf.clip_by_value(tf.math.ceil(bin_h), 0.0, 2.0**30), tf.int32)
         grid_w = tf.cast(tf.clip_by_value(tf.math.ceil(bin_w), 0.0, 2.0**30), tf.int32)
+    return start_h, start_w, bin_h, bin_w, grid_h, grid_w
+
+
+def _align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, height, width):
+    start_h, start_w, bin_h, bin_w, grid_h, grid_w = _align_geometry(boxes, ph, pw, scale, sampling_ratio, aligned)
     wy = _axis_weights(start_h, bin_h, grid_h, ph, height, sampling_ratio)
     wx = _axis_weights(start_w, bin_w, grid_w, pw, width, sampling_ratio)
     return tf.stop_gradient(wy), tf.stop_gradient(wx)
+
+
+def _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned):
+    """RoIAlign with a fixed number of samples per bin, straight from the samples: every output
+    is a weighted sum of s*s*4 gathered taps, which XLA fuses into one pass (no intermediate)."""
+    s = sampling_ratio
+    shape = tf.shape(features)
+    height, width, channels = shape[1], shape[2], shape[3]
+    start_h, start_w, bin_h, bin_w, _, _ = _align_geometry(boxes, ph, pw, scale, s, aligned)
+    i = tf.range(s, dtype=tf.float32) + 0.5
+
+    def axis(start, bin_size, n_out, length):
+        base = start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]  # (K, n)
+        pos = base[:, :, None] + _div(i[None, None, :] * bin_size[:, None, None], float(s))  # (K, n, s)
+        low, high, w_low, w_high = _taps(pos, length)
+        index = tf.cast(tf.stack([low, high], axis=-1), tf.int32)  # (K, n, s, 2)
+        return index, tf.stack([w_low, w_high], axis=-1)
+
+    rows, w_rows = axis(start_h, bin_h, ph, height)
+    cols, w_cols = axis(start_w, bin_w, pw, width)
+    b = tf.cast(boxes[:, 0], tf.int32)
+    flat_features = tf.reshape(features, [-1, channels])
+    row_base = (b[:, None, None, None] * height + rows) * width  # (K, ph, s, 2)
+    out = None
+    # One gather per (sample row, sample column, tap): a chain of elementwise adds XLA fuses
+    # into a single loop over the output, never materializing the s*s*4 gathered copies.
+    for iy in range(s):
+        for ty in range(2):
+            for ix in range(s):
+                for tx in range(2):
+                    flat = row_base[:, :, None, iy, ty] + cols[:, None, :, ix, tx]  # (K, ph, pw)
+                    weight = w_rows[:, :, None, iy, ty] * w_cols[:, None, :, ix, tx]
+                    term = tf.gather(flat_features, flat) * weight[..., None]
+                    out = term if out is None else out + term
+    return out / float(s * s)
+
+
+_align_fixed_xla = tf.function(_align_fixed_impl, jit_compile=True, reduce_retracing=False)
 
 
 def _contract_dense(features, b, wy, wx):
@@ -487,6 +536,9 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
 def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla):
     """``xla``: contract densely (static shapes); it is part of the trace key on purpose."""
     boxes = tf.stop_gradient(boxes)
+    if sampling_ratio > 0:  # a fixed sample count: the fused direct form is the fastest
+        return _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned) if xla \
+            else _align_fixed_xla(features, boxes, ph, pw, scale, sampling_ratio, aligned)
     shape = tf.shape(features)
     wy, wx = _align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, shape[1], shape[2])
     b = tf.cast(boxes[:, 0], tf.int32)

@@ -70,6 +70,7 @@ def run():
 
         pool = tf.function(lambda f, b: roi_pool(f, b, 7, scale))
         align = tf.function(lambda f, b: roi_align(f, b, 7, scale, -1, False))
+        align2 = tf.function(lambda f, b: roi_align(f, b, 7, scale, 2, False))
         mapfn = tf.function(lambda f, r: tutorial_roi_pool(f, r, 7, 7))
 
         @tf.function
@@ -81,23 +82,26 @@ def run():
 
         t_pool = median_ms(pool, feats, boxes)
         t_align = median_ms(align, feats, boxes)
+        t_align2 = median_ms(align2, feats, boxes)
         t_crop = median_ms(crop, feats, boxes)
         t_map = median_ms(mapfn, feats, rel, repeats=3)
         io_mb = (feats.numpy().nbytes + k * 49 * c * 4) / 2**20
         mem_pool = peak_rss_delta_mb(pool, feats, boxes)
         mem_align = peak_rss_delta_mb(align, feats, boxes)
-        rows.append((name, t_pool, t_align, t_crop, t_map, io_mb, mem_pool, mem_align))
+        rows.append((name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, mem_pool, mem_align))
 
     print("\nroi_core benchmark (median of repeated calls inside tf.function, this machine, same run)")
-    for name, t_pool, t_align, t_crop, t_map, io_mb, mem_pool, mem_align in rows:
+    for name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, mem_pool, mem_align in rows:
         print(f"\n{name}")
         print(f"  roi_pool        {t_pool:8.1f} ms")
-        print(f"  roi_align       {t_align:8.1f} ms")
+        print(f"  roi_align       {t_align:8.1f} ms   (adaptive sampling_ratio, torchvision's default)")
+        print(f"  roi_align sr=2  {t_align2:8.1f} ms   (sampling_ratio=2, as torchvision's MultiScaleRoIAlign)")
         print(f"  crop_and_resize {t_crop:8.1f} ms   (14x14 + 2x2 max pool, baseline)")
         print(f"  tutorial map_fn {t_map:8.1f} ms   (baseline)")
         print(f"  roi_pool speed-up vs map_fn:           {t_map / t_pool:6.1f}x   (target >= 5x)")
         print(f"  roi_pool time / crop_and_resize:       {t_pool / t_crop:6.2f}    (target <= 1)")
         print(f"  roi_align time / crop_and_resize:      {t_align / t_crop:6.2f}    (target <= 1)")
+        print(f"  roi_align sr=2 time / crop_and_resize: {t_align2 / t_crop:6.2f}    (target <= 1)")
         print(f"  peak memory / (features + output):     pool {mem_pool / io_mb:4.2f}, align {mem_align / io_mb:4.2f}"
               f"   (target < 4; features + output = {io_mb:.1f} MiB)")
     return rows

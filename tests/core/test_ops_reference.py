@@ -114,14 +114,15 @@ def test_graph_mode_division_is_exact(jit):
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_ops_inside_tf_function(jit):
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+def test_ops_inside_tf_function(jit, sampling_ratio):
     feats, boxes = random_case(4)
     boxes = np.concatenate([boxes, EDGE_BOXES])
     pool = tf.function(lambda f, b: roi_pool(f, b, (2, 3), 0.25), jit_compile=jit)
-    align = tf.function(lambda f, b: roi_align(f, b, (2, 3), 0.25, -1, True), jit_compile=jit)
+    align = tf.function(lambda f, b: roi_align(f, b, (2, 3), 0.25, sampling_ratio, True), jit_compile=jit)
     np.testing.assert_allclose(pool(feats, boxes).numpy(), roi_pool_ref(feats, boxes, (2, 3), 0.25), atol=ATOL)
     np.testing.assert_allclose(
-        align(feats, boxes).numpy(), roi_align_ref(feats, boxes, (2, 3), 0.25, -1, True), atol=ATOL
+        align(feats, boxes).numpy(), roi_align_ref(feats, boxes, (2, 3), 0.25, sampling_ratio, True), atol=ATOL
     )
 
 
