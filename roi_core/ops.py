@@ -2,22 +2,24 @@
 
 Both operators reproduce torchvision.ops.roi_pool / roi_align (CPU kernels) on NHWC data:
 
-* ``roi_pool``: a 2-D sparse table (range maximum in O(1) per bin: four overlapping
-  power-of-two blocks) built once per call, then four gathers per bin. Only the table levels that
-  the bins actually need are built. The gradient goes to each bin's first maximum in row-major
-  order, as torchvision's strict ``>`` does (a custom gradient; the index tables are only built
-  in the backward pass).
-* ``roi_align``: bilinear sampling on a Cartesian grid is separable, so each RoI is described
-  by a row-weight matrix ``(ph, H)`` and a column-weight matrix ``(pw, W)`` holding the summed
-  bilinear weights of its sample points. Their product is contracted with the feature map either
-  as a sparse matrix (eager and graph mode: cost proportional to the RoI's area) or densely
-  (under XLA, which needs static shapes).
+* ``roi_pool``: bins of RoIs inside the map (at most ``(H + 2) / ph + 2`` rows) take a compiled
+  path: a 1-D sparse table along W answers each bin row with two lookups, and a short static
+  chain of maxima over the bin's rows fuses into one XLA loop. Other bins (RoIs much larger than
+  the map) use a 2-D sparse table built only to the levels they need. The gradient goes to each
+  bin's first maximum in row-major order, as torchvision's strict ``>`` does (a custom gradient;
+  index tables are only built in the backward pass).
+* ``roi_align``: with a fixed ``sampling_ratio`` every output is a weighted sum of
+  ``s * s * 4`` gathered taps, fused by XLA into one loop. With the adaptive ratio, bilinear
+  sampling on a Cartesian grid is separable: each RoI becomes a row-weight ``(ph, H)`` and a
+  column-weight ``(pw, W)`` matrix holding the summed weights of its samples, contracted with the
+  features as a sparse matrix (cost proportional to the RoI's area; dense under XLA).
 
 No ``map_fn`` over RoIs and no Python loop over cells; runs eagerly, in ``tf.function`` and with
 ``jit_compile=True``.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
@@ -224,38 +226,45 @@ def _pool_argmax_impl(features, boxes, ph, pw, scale, levels=None):
     return tf.where(empty[..., None], -tf.ones_like(best_i), best_i), b
 
 
-_TABLE_CHUNK_BYTES = 4 << 20  # sparse-table slice per channel chunk: stays in cache, reused
+def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
+    """Forward RoIPool for bins of at most ``max_rows`` rows, ``bounds = (max_rows, levels_w)``:
+    a 1-D sparse table along W answers each row of a bin with two lookups, and the bin's rows
+    are a short static chain of maxima. XLA fuses the chain into one loop over the output, so
+    the only large write is the output itself (a 2-D table costs levels_h x levels_w maps)."""
+    max_rows, levels_w = bounds
+    shape = tf.shape(features)
+    n_img, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    b, hs, he, ws, we = _pool_bins(boxes, ph, pw, scale, height, width)
+    len_h, len_w = he - hs, we - ws
+    table, _ = _levels_along(features, None, axis=2, count=levels_w)  # (Lw, B, H, W, C)
+    flat = tf.reshape(table, [-1, channels])
+    c = _floor_log2(tf.maximum(len_w, 1))  # (K, pw)
+    left = tf.minimum(ws, width - 1)[:, None, :]
+    right = tf.clip_by_value(we - tf.bitwise.left_shift(1, c), 0, width - 1)[:, None, :]
+    base = ((c * n_img + b[:, None]) * height)[:, None, :]  # (K, 1, pw)
+    out = None
+    for i in range(max_rows):
+        row = (base + tf.minimum(hs + i, height - 1)[:, :, None]) * width  # (K, ph, pw)
+        best = tf.maximum(tf.gather(flat, row + left), tf.gather(flat, row + right))
+        best = tf.where((i < len_h)[:, :, None, None], best, -np.inf)
+        out = best if out is None else tf.maximum(out, best)
+    empty = (len_h[:, :, None] <= 0) | (len_w[:, None, :] <= 0)
+    return tf.where(empty[..., None], 0.0, out)
 
 
-def _pool_forward_chunked(features, boxes, ph, pw, scale, levels):
-    """The forward pass over channel chunks small enough that each chunk's table stays in cache
-    (XLA reuses one temporary buffer); the bin geometry is shared by all chunks."""
-    n_img, height, width, channels = features.shape
-    if None in (n_img, height, width, channels):
-        return _pool_forward_impl(features, boxes, ph, pw, scale, levels)
-    per_channel = levels[0] * levels[1] * n_img * height * width * 4
-    chunk = max(8, _TABLE_CHUNK_BYTES // max(per_channel, 1))
-    if chunk >= channels:
-        return _pool_forward_impl(features, boxes, ph, pw, scale, levels)
-    parts = [_pool_forward_impl(features[..., c0:c0 + chunk], boxes, ph, pw, scale, levels)
-             for c0 in range(0, channels, chunk)]
-    return tf.concat(parts, axis=-1)
-
-
-# With the level counts fixed, the table build and the four lookups compile into a few fused
-# XLA loops: no intermediate (K, ph, pw, 4, C) tensor and no per-level copies.
-_pool_forward_xla = tf.function(_pool_forward_chunked, jit_compile=True, reduce_retracing=False)
+_pool_forward_xla = tf.function(_pool_forward_rows, jit_compile=True, reduce_retracing=False)
 _pool_argmax_xla = tf.function(_pool_argmax_impl, jit_compile=True, reduce_retracing=False)
 
 
-def _static_levels(features, ph, pw):
-    """Levels enough for every bin of a RoI inside the map (bins <= (H + 2) / ph + 2)."""
+def _fast_bounds(features, ph, pw):
+    """Static bounds that hold for every bin of a RoI inside the map (a bin spans at most
+    (H + 2) / ph + 2 cells): (max_rows, levels_h, levels_w), or None for unknown sizes."""
     height, width = features.shape[1], features.shape[2]
     if height is None or width is None:
         return None
-    lh = min(height.bit_length(), (-(-(height + 2) // ph) + 2).bit_length())
-    lw = min(width.bit_length(), (-(-(width + 2) // pw) + 2).bit_length())
-    return lh, lw
+    max_rows = min(height, -(-(height + 2) // ph) + 2)
+    levels_w = min(width.bit_length(), (-(-(width + 2) // pw) + 2).bit_length())
+    return max_rows, max_rows.bit_length(), levels_w
 
 
 def _bucketed(fn, features, boxes, ph, pw, scale, levels, bucket):
@@ -273,17 +282,17 @@ def _bucketed(fn, features, boxes, ph, pw, scale, levels, bucket):
     return out[:k]
 
 
-def _pool_dispatch(fast, general, features, boxes, ph, pw, scale, bucket):
-    """Run the compiled fixed-level version when every bin fits its levels, else the general one."""
-    levels = _static_levels(features, ph, pw)
-    if levels is None:
+def _pool_dispatch(fast, general, features, boxes, ph, pw, scale, bucket, argmax=False):
+    """Run the compiled version when every bin fits its static bounds, else the general one."""
+    bounds = _fast_bounds(features, ph, pw)
+    if bounds is None:
         return general(features, boxes, ph, pw, scale)
+    max_rows, levels_h, levels_w = bounds
     shape = tf.shape(features)
     _, hs, he, ws, we = _pool_bins(boxes, ph, pw, scale, shape[1], shape[2])
-    fits = tf.logical_and(
-        tf.reduce_all(he - hs < (1 << levels[0])), tf.reduce_all(we - ws < (1 << levels[1]))
-    )
-    run_fast = lambda: _bucketed(fast, features, boxes, ph, pw, scale, levels, bucket)  # noqa: E731
+    fits = tf.logical_and(tf.reduce_all(he - hs <= max_rows), tf.reduce_all(we - ws < (1 << levels_w)))
+    static = (levels_h, levels_w) if argmax else (max_rows, levels_w)
+    run_fast = lambda: _bucketed(fast, features, boxes, ph, pw, scale, static, bucket)  # noqa: E731
     run_general = lambda: general(features, boxes, ph, pw, scale)  # noqa: E731
     if tf.executing_eagerly():
         return run_fast() if bool(fits) else run_general()
@@ -322,7 +331,7 @@ def _roi_pool_core(features, boxes, ph, pw, scale, bucket):
         out = _pool_dispatch(_pool_forward_xla, _pool_forward_impl, feats, boxes, ph, pw, scale, bucket)
 
         def grad(upstream):
-            argmax, b = _pool_dispatch(_pool_argmax_xla, _pool_argmax_impl, feats, boxes, ph, pw, scale, bucket)
+            argmax, b = _pool_dispatch(_pool_argmax_xla, _pool_argmax_impl, feats, boxes, ph, pw, scale, bucket, True)
             shape = tf.shape(feats)
             hw = tf.cast(shape[1] * shape[2], tf.int64)
             channels = tf.cast(shape[3], tf.int64)
