@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 
 import numpy as np
-import psutil
 import tensorflow as tf
 
 from roi_core import roi_align, roi_pool
+from tests.bench.memory import peak_rss_during
 from tests.bench.tutorial_baseline import tutorial_roi_pool
 
 WORKLOADS = {
@@ -38,25 +37,10 @@ def median_ms(fn, *args, repeats=7):
 
 
 def peak_rss_delta_mb(fn, *args):
-    """Peak resident memory above the level before the call, sampled every millisecond."""
+    """Peak resident memory above the level before the call, in MiB (after one warm-up call)."""
     np.asarray(fn(*args))
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.001)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    out = np.asarray(fn(*args))
-    done.set()
-    t.join()
-    del out
-    return (peak[0] - base) / 2**20
+    _, delta, _ = peak_rss_during(lambda: np.asarray(fn(*args)))
+    return delta / 2**20
 
 
 def run():

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import psutil
 
 from app.export import ExportOptions, export
 from app.regions import Box
+from tests.bench.memory import peak_rss_during
 
 
 def run(n_images=100, n_boxes=100):
@@ -25,25 +24,11 @@ def run(n_images=100, n_boxes=100):
         xy = rng.uniform(0, 900, size=(n_boxes, 2)) * [1, 0.7]
         wh = rng.uniform(16, 200, size=(n_boxes, 2))
         jobs.append((path, [Box(x, y, x + w, y + h, "thing") for (x, y), (w, h) in zip(xy, wh)]))
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    summary = export(jobs, ExportOptions(tmp / "out", crops=False))
-    done.set()
-    sampler.join()
+    summary, delta, peak = peak_rss_during(lambda: export(jobs, ExportOptions(tmp / "out", crops=False)), interval=0.005)
     total = sum(summary.stages.values())
     print("\nExport benchmark (100 images 1024x768 x 100 boxes, filters stride 4, RoIAlign 7x7, Parquet)")
     print(f"  {summary.regions / summary.seconds:8.0f} regions/s   {summary.images / summary.seconds:6.2f} images/s   "
           f"({summary.seconds:.1f} s in all)")
     print("  time shares: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in summary.stages.items()))
-    print(f"  peak memory above start: {(peak[0] - base) / 2**20:.0f} MiB (process peak {peak[0] / 2**20:.0f} MiB); "
+    print(f"  peak memory above start: {delta / 2**20:.0f} MiB (process peak {peak / 2**20:.0f} MiB); "
           f"output {(tmp / 'out' / 'embeddings.parquet').stat().st_size / 2**20:.0f} MiB")
