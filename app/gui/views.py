@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 OUTLINE_PEN = pg.mkPen((0, 220, 255), width=2, cosmetic=True)
 

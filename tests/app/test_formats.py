@@ -1,6 +1,5 @@
 """Annotation formats: per-format round trips and real-world-shaped fixtures, without Qt."""
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

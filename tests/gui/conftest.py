@@ -1,13 +1,10 @@
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.formats import labelme
-from app.project import Box
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"

@@ -1,6 +1,4 @@
 import json
-import os
-import stat
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -8,7 +6,7 @@ import pytest
 from PySide6 import QtCore
 
 from app import recovery
-from tests.gui.conftest import drag, wait_features
+from tests.gui.conftest import wait_features
 
 
 def test_import_is_one_undo_step_across_images(qtbot, window, sample_dir, tmp_path):
@@ -126,7 +124,7 @@ def test_user_model_becomes_an_extractor(qtbot, window, sample_dir, tmp_path):
     keras.Model(inp, x).save(tmp_path / "tiny.keras")
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
-    ext = window.load_model(tmp_path / "tiny.keras")
+    window.load_model(tmp_path / "tiny.keras")
     assert window.extractor_combo.currentText() == "model: tiny.keras"
     assert [window.layer_combo.itemText(i) for i in range(window.layer_combo.count())] == ["conv_a", "conv_b"]
     qtbot.waitUntil(lambda: window.features is not None and window.features.features.shape[-1] == 5, timeout=30000)
