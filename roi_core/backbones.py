@@ -36,9 +36,9 @@ def as_rgb_float(image) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise ValueError(f"image must be (H, W, 3) RGB, got shape {img.shape}")
     img = img[:, :, :3]
-    if np.issubdtype(img.dtype, np.integer):
-        img = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
-    return np.clip(img.astype(np.float32), 0.0, 1.0)
+    if np.issubdtype(img.dtype, np.integer):  # already in [0, 1]: one conversion, no clip pass
+        return img.astype(np.float32) * np.float32(1.0 / np.iinfo(img.dtype).max)
+    return np.clip(img.astype(np.float32, copy=False), 0.0, 1.0)
 
 
 class Extractor:
@@ -104,12 +104,12 @@ class FilterBankExtractor(Extractor):
                 kernel -= kernel.mean()
                 maps.append(np.abs(cv2.filter2D(gray, cv2.CV_32F, kernel)))
                 names.append(f"gabor {angle}deg l{wavelength:g}")
-        stack = np.stack(maps, axis=-1).astype(np.float32)
-        if stride > 1:
-            h, w = stack.shape[:2]
-            fh, fw = max(h // stride, 1), max(w // stride, 1)
-            stack = np.stack([cv2.resize(stack[:, :, i], (fw, fh), interpolation=cv2.INTER_AREA) for i in range(stack.shape[2])], -1)
-        return Features(stack[None].astype(np.float32), float(stride), names)
+        if stride > 1:  # shrink each map before stacking: the full-size stack is the slow part
+            h, w = gray.shape
+            size = (max(w // stride, 1), max(h // stride, 1))
+            maps = [cv2.resize(m, size, interpolation=cv2.INTER_AREA) for m in maps]
+        stack = np.stack(maps, axis=-1).astype(np.float32, copy=False)
+        return Features(stack[None], float(stride), names)
 
 
 class ModelExtractor(Extractor):
