@@ -204,3 +204,25 @@ def test_panels_keep_their_content_inside_their_width(qtbot, window, sample_dir)
     # The whole mosaic is in view (no channel cut off at the right).
     (x0, x1), _ = window.mosaic.vb.viewRange()
     assert x0 <= 0 and x1 >= window.mosaic.image.image.shape[1] - 1
+
+
+def test_switching_layers_back_is_served_from_the_cache(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    first = window.features
+    window.layer_combo.setCurrentText("stride 8")
+    qtbot.waitUntil(lambda: window.features is not None and window.features.stride == 8.0, timeout=30000)
+    window.layer_combo.setCurrentText("stride 4")
+    assert window.features is first  # no wait, no recomputation: the cached maps themselves
+
+
+def test_extraction_can_be_cancelled_and_the_window_goes_on(qtbot, window, sample_dir):
+    window.open_paths([sample_dir])
+    assert window.cancel_button.isVisible()
+    qtbot.mouseClick(window.cancel_button, QtCore.Qt.MouseButton.LeftButton)
+    assert not window.cancel_button.isVisible() and not window.progress.isVisible()
+    qtbot.wait(1500)
+    assert window.features is None  # the cancelled result was dropped
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_D)
+    wait_features(qtbot, window)
+    assert window.windowTitle() == "RoIScope - coffee.png"
