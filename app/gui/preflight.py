@@ -3,11 +3,18 @@ import ctypes.util
 import os
 import sys
 
-NEEDED = {
+NEEDED = {  # library name -> Debian/Ubuntu package (what Qt's xcb plugin loads)
     "xcb-cursor": "libxcb-cursor0",
     "xkbcommon-x11": "libxkbcommon-x11-0",
     "EGL": "libegl1",
     "fontconfig": "libfontconfig1",
+    "xcb-icccm": "libxcb-icccm4",
+    "xcb-image": "libxcb-image0",
+    "xcb-keysyms": "libxcb-keysyms1",
+    "xcb-randr": "libxcb-randr0",
+    "xcb-render-util": "libxcb-render-util0",
+    "xcb-shape": "libxcb-shape0",
+    "xcb-xkb": "libxcb-xkb1",
 }
 
 

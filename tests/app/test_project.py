@@ -140,3 +140,15 @@ def test_export_path_imports_no_qt():
 
     code = "import sys, app.project, app.pooling, app.formats.labelme, app.cli; sys.exit('PySide6' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_preflight_names_the_missing_qt_package(monkeypatch, capsys):
+    import app.gui.preflight as preflight
+
+    monkeypatch.setattr(preflight.sys, "platform", "linux")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(preflight.ctypes.util, "find_library", lambda name: None if name == "xcb-cursor" else "lib")
+    assert preflight.main() == 0
+    err = capsys.readouterr().err
+    assert "sudo apt-get install libxcb-cursor0" in err and "libegl1" not in err
