@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from app.atomic import atomic_write_bytes, atomic_write_text
+from app.formats.common import relative_stem
 from app.images import capped_for_extraction, read_image
 from app.pooling import PoolSettings, pool_boxes
 from app.model_files import resolve_extractor
@@ -68,11 +69,7 @@ class ExportSummary:
 
 def crop_name(image, root, region_id) -> str:
     """Stable crop file name from the image path relative to the root and the region index."""
-    try:
-        rel = Path(image).resolve().relative_to(Path(root).resolve()).with_suffix("")
-    except (ValueError, TypeError):
-        rel = Path(Path(image).stem)
-    safe = re.sub(r"[^\w.-]+", "_", rel.as_posix().replace("/", "__"))
+    safe = re.sub(r"[^\w.-]+", "_", relative_stem(image, root).as_posix().replace("/", "__"))
     return f"{safe}_{region_id:04d}.png"
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.formats import coco, csvfmt, labelme, voc, yolo
-from app.formats.common import AnnotationError, image_size
+from app.formats.common import AnnotationError, image_size, relative_stem
 
 FORMATS = ("labelme", "voc", "yolo", "coco", "csv")
 __all__ = ["FORMATS", "AnnotationError", "ImportResult", "detect_format", "read_annotations", "write_annotations"]
@@ -69,14 +69,6 @@ class _Matcher:
         return self.by_rel.get(name) or self.by_rel.get(name.lstrip("./")) or self.by_name.get(Path(name).name)
 
 
-def _rel_stem(image, root):
-    image = Path(image)
-    try:
-        return image.resolve().relative_to(Path(root).resolve()).with_suffix("")
-    except (ValueError, TypeError):
-        return Path(image.stem)
-
-
 def read_annotations(path, images, images_root=None, fmt=None) -> ImportResult:
     """Boxes for ``images`` from the annotation file or folder ``path``."""
     path = Path(path)
@@ -121,18 +113,16 @@ def read_annotations(path, images, images_root=None, fmt=None) -> ImportResult:
     for f in files:
         if f.suffix.lower() != suffix or f.name == yolo.CLASSES_FILE:
             continue
+        rel = f.relative_to(path).with_suffix("") if path.is_dir() else Path(f.stem)
         try:
             if fmt == "labelme":
                 doc = labelme.read(f)
-                rel = f.relative_to(path).with_suffix("") if path.is_dir() else Path(f.stem)
                 image = _find_by_stem(match, rel, doc.image_path, f)
                 boxes, size = doc.boxes, None
             elif fmt == "voc":
                 filename, size, boxes = voc.read(f)
-                rel = f.relative_to(path).with_suffix("") if path.is_dir() else Path(f.stem)
                 image = _find_by_stem(match, rel, filename, f)
             else:
-                rel = f.relative_to(path).with_suffix("") if path.is_dir() else Path(f.stem)
                 image = _find_by_stem(match, rel, None, f)
                 if image is None:
                     raise AnnotationError(f"{f}: no image for this label file")
@@ -173,7 +163,7 @@ def write_annotations(fmt, target, entries, images_root=None, overwrite=False) -
     target = Path(target)
     plan = []  # (path, writer)
     if fmt in ("coco", "csv"):
-        names = [_rel_stem(img, images_root).with_suffix(Path(img).suffix).as_posix() for img, _, _ in entries]
+        names = [relative_stem(img, images_root).with_suffix(Path(img).suffix).as_posix() for img, _, _ in entries]
         if fmt == "coco":
             sized = [(n, size or image_size(img), boxes) for n, (img, boxes, size) in zip(names, entries)]
             plan.append((target, lambda p: coco.write(p, sized)))
@@ -184,7 +174,7 @@ def write_annotations(fmt, target, entries, images_root=None, overwrite=False) -
         if fmt == "yolo":
             plan.append((target / yolo.CLASSES_FILE, lambda p: yolo.write_classes(p, labels)))
         for img, boxes, size in entries:
-            stem = _rel_stem(img, images_root)
+            stem = relative_stem(img, images_root)
             out = target / stem.with_suffix({"labelme": ".json", "voc": ".xml", "yolo": ".txt"}[fmt])
             if fmt == "labelme":
                 plan.append((out, lambda p, img=img, boxes=boxes, size=size: labelme.write(p, img, boxes, None, size)))

@@ -22,6 +22,15 @@ def finite_box(source, where, xa, ya, xb, yb, label, attrs=()):
     return Box.from_corners(*values, label=label, attrs=attrs)
 
 
+def relative_stem(image, root) -> Path:
+    """The image path relative to ``root`` without its suffix; the bare stem when outside it."""
+    image = Path(image)
+    try:
+        return image.resolve().relative_to(Path(root).resolve()).with_suffix("")
+    except (ValueError, TypeError):
+        return Path(image.stem)
+
+
 def number_text(v: float) -> str:
     """Shortest text that reads back as the same float ("12" for 12.0)."""
     v = float(v)

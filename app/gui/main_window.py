@@ -23,6 +23,7 @@ from app.project import Box, Project
 from roi_core.backbones import builtin_extractors, get_extractor
 from roi_core.boxes import roi_align_samples, roi_pool_cells
 
+OP_LABELS = {"roi_pool": "RoIPool", "roi_align": "RoIAlign"}
 OP_CHOICES = {"RoIAlign": ("roi_align",), "RoIPool": ("roi_pool",), "Both side by side": ("roi_pool", "roi_align")}
 MOSAIC_TILE = 48  # channel tiles are shown at most this many pixels wide
 LIVE_INTERVAL_MS = 0  # coalesce queued drag events, then update at once (latest geometry wins)
@@ -616,12 +617,12 @@ class MainWindow(QtWidgets.QMainWindow):
         for op, panel in (("roi_pool", self.pool_panel), ("roi_align", self.align_panel)):
             if op not in self.pooled or sel is None:
                 panel.image.clear()
-                panel.set_title(f"{'RoIPool' if op == 'roi_pool' else 'RoIAlign'}: select a box")
+                panel.set_title(f"{OP_LABELS[op]}: select a box")
                 continue
             grid = self.pooled[op][sel, :, :, self.channel]
             panel.show_array(grid)
             ph, pw = grid.shape
-            panel.set_title(f"{'RoIPool' if op == 'roi_pool' else 'RoIAlign'} {ph}x{pw}, box {boxes[sel].id}, ch {self.channel}")
+            panel.set_title(f"{OP_LABELS[op]} {ph}x{pw}, box {boxes[sel].id}, ch {self.channel}")
         self._show_gallery()
         self._show_grid_overlay()
         self._show_channel()
@@ -766,7 +767,7 @@ class MainWindow(QtWidgets.QMainWindow):
         sel = self._selected_index()
         if op in self.pooled and sel is not None:
             v = self.pooled[op][sel, r, c, self.channel]
-            self.value_label.setText(f"{'RoIPool' if op == 'roi_pool' else 'RoIAlign'} bin ({r}, {c}) = {v:.5g}")
+            self.value_label.setText(f"{OP_LABELS[op]} bin ({r}, {c}) = {v:.5g}")
 
     def _on_cursor(self, x, y):
         parts = [f"x {x:.1f}, y {y:.1f}"]
