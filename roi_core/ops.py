@@ -267,16 +267,16 @@ def _fast_bounds(features, ph, pw):
     return max_rows, max_rows.bit_length(), levels_w
 
 
-def _bucketed(fn, features, boxes, ph, pw, scale, levels, bucket):
-    """Call the XLA-compiled ``fn`` on boxes padded to one of four sizes per power of two, so a
-    changing number of boxes compiles a handful of shapes, not one per count."""
-    if not bucket or _in_xla_context():  # a caller's own graph keeps its shapes; XLA has them static
-        return fn(features, boxes, ph, pw, scale, levels)
+def _bucketed(call, boxes, bucket):
+    """``call(boxes)`` of an XLA-compiled kernel on boxes padded to one of four sizes per power
+    of two, so a changing number of boxes compiles a handful of shapes, not one per count.
+    ``bucket`` is for eager callers; a caller's own graph keeps its shapes (XLA has them static)."""
+    if not bucket or _in_xla_context():
+        return call(boxes)
     k = tf.shape(boxes)[0]
     step = tf.maximum(8, tf.bitwise.left_shift(1, tf.maximum(_floor_log2(tf.maximum(k, 1)) - 2, 0)))
-    bucket = (k + step - 1) // step * step  # four sizes per octave: at most 25% padding
-    padded = tf.pad(boxes, [[0, bucket - k], [0, 0]])
-    out = fn(features, padded, ph, pw, scale, levels)
+    size = (k + step - 1) // step * step  # at most 25% padding
+    out = call(tf.pad(boxes, [[0, size - k], [0, 0]]))
     if isinstance(out, tuple):
         return tuple(t[:k] for t in out)
     return out[:k]
@@ -292,7 +292,7 @@ def _pool_dispatch(fast, general, features, boxes, ph, pw, scale, bucket, argmax
     _, hs, he, ws, we = _pool_bins(boxes, ph, pw, scale, shape[1], shape[2])
     fits = tf.logical_and(tf.reduce_all(he - hs <= max_rows), tf.reduce_all(we - ws < (1 << levels_w)))
     static = (levels_h, levels_w) if argmax else (max_rows, levels_w)
-    run_fast = lambda: _bucketed(fast, features, boxes, ph, pw, scale, static, bucket)  # noqa: E731
+    run_fast = lambda: _bucketed(lambda bx: fast(features, bx, ph, pw, scale, static), boxes, bucket)  # noqa: E731
     run_general = lambda: general(features, boxes, ph, pw, scale)  # noqa: E731
     if tf.executing_eagerly():
         return run_fast() if bool(fits) else run_general()
@@ -538,16 +538,18 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
     if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
         scale_t = tf.constant(scale, tf.float32)  # a tensor: new scales reuse the trace
-        return _roi_align_graph(features, boxes, ph, pw, scale_t, sampling_ratio, bool(aligned), False)
-    return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), _in_xla_context())
+        return _roi_align_graph(features, boxes, ph, pw, scale_t, sampling_ratio, bool(aligned), False, True)
+    return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), _in_xla_context(), False)
 
 
-def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla):
-    """``xla``: contract densely (static shapes); it is part of the trace key on purpose."""
+def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla, bucket):
+    """``xla``: contract densely (static shapes); it is part of the trace key on purpose.
+    ``bucket``: pad the box count for the compiled kernel, as for roi_pool."""
     boxes = tf.stop_gradient(boxes)
     if sampling_ratio > 0:  # a fixed sample count: the fused direct form is the fastest
-        return _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned) if xla \
-            else _align_fixed_xla(features, boxes, ph, pw, scale, sampling_ratio, aligned)
+        if xla:
+            return _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned)
+        return _bucketed(lambda bx: _align_fixed_xla(features, bx, ph, pw, scale, sampling_ratio, aligned), boxes, bucket)
     shape = tf.shape(features)
     wy, wx = _align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, shape[1], shape[2])
     b = tf.cast(boxes[:, 0], tf.int32)
