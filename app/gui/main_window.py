@@ -625,7 +625,7 @@ class MainWindow(QtWidgets.QMainWindow):
             panel.set_title(f"{OP_LABELS[op]} {ph}x{pw}, box {boxes[sel].id}, ch {self.channel}")
         self._show_gallery()
         self._show_grid_overlay()
-        self._show_channel()
+        self._outline_channel_box()
         self.last_update_ms = (time.perf_counter() - started) * 1000
         self.status_time.setText(f"update {self.last_update_ms:.1f} ms")
         self.pooled_updated.emit()
@@ -689,8 +689,12 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.channel_panel.show_array(chan)
         self.channel_panel.set_title(self._channel_name())
+        self._outline_channel_box()
+
+    def _outline_channel_box(self):
+        """Only the outline follows a drag; the channel image is redrawn when it changes."""
         sel = self._selected_index()
-        if sel is None:
+        if sel is None or self.features is None:
             self.channel_panel.set_outline(None)
             return
         box = self.current_boxes()[sel]
@@ -728,6 +732,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.channel = int(np.clip(channel, 0, self.features.features.shape[-1] - 1))
         self._outline_mosaic_channel()
+        self._show_channel()
         self._redraw_pooled(time.perf_counter())
 
     def _on_mosaic_clicked(self, r, c):
