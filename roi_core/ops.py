@@ -10,9 +10,12 @@ Both operators reproduce torchvision.ops.roi_pool / roi_align (CPU kernels) on N
   index tables are only built in the backward pass).
 * ``roi_align``: with a fixed ``sampling_ratio`` every output is a weighted sum of
   ``s * s * 4`` gathered taps, fused by XLA into one loop. With the adaptive ratio, bilinear
-  sampling on a Cartesian grid is separable: each RoI becomes a row-weight ``(ph, H)`` and a
-  column-weight ``(pw, W)`` matrix holding the summed weights of its samples, contracted with the
-  features as a sparse matrix (cost proportional to the RoI's area; dense under XLA).
+  sampling on a Cartesian grid is separable: each bin touches a window of grid cells whose
+  weight is (summed row weight) x (summed column weight). A compiled kernel sorts the RoIs by
+  window size and walks 16 of them at a time through their windows, so the work follows each
+  RoI's area. RoIs well beyond the map (windows longer than the kernel's static bound) are
+  contracted as a sparse matrix instead (dense under the caller's XLA). The gradient is the
+  transposed contraction.
 
 No ``map_fn`` over RoIs and no Python loop over cells; runs eagerly, in ``tf.function`` and with
 ``jit_compile=True``.
@@ -282,9 +285,9 @@ def _bucketed(call, boxes, bucket):
     return out[:k]
 
 
-def _pool_dispatch(fast, general, features, boxes, ph, pw, scale, bucket, argmax=False):
-    """Run the compiled version when every bin fits its static bounds, else the general one."""
-    bounds = _fast_bounds(features, ph, pw)
+def _pool_dispatch(fast, general, features, boxes, ph, pw, scale, bucket, bounds, argmax=False):
+    """Run the compiled version when every bin fits ``bounds`` (from _fast_bounds), else the
+    general one."""
     if bounds is None:
         return general(features, boxes, ph, pw, scale)
     max_rows, levels_h, levels_w = bounds
@@ -315,23 +318,26 @@ def roi_pool(features, boxes, output_size, spatial_scale=1.0):
       ``(K, ph, pw, C)`` float32 tensor.
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
+    # Static bounds come from the shape here: the eager graph below relaxes its shapes to None
+    # once a second image size comes by, and would lose them.
+    bounds = _fast_bounds(features, ph, pw)
     if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
         # The scale as a tensor: a new image size must not trigger a new trace.
-        return _roi_pool_graph(features, boxes, ph, pw, tf.constant(scale, tf.float32), True)
-    return _roi_pool_core(features, boxes, ph, pw, scale, False)
+        return _roi_pool_graph(features, boxes, ph, pw, tf.constant(scale, tf.float32), True, bounds)
+    return _roi_pool_core(features, boxes, ph, pw, scale, False, bounds)
 
 
-def _roi_pool_core(features, boxes, ph, pw, scale, bucket):
+def _roi_pool_core(features, boxes, ph, pw, scale, bucket, bounds):
     """``bucket``: pad the box count for the compiled kernel (eager callers, whose count changes
     from call to call); a caller's own graph keeps its shapes and skips the copy."""
     boxes = tf.stop_gradient(boxes)
 
     @tf.custom_gradient
     def pool(feats):
-        out = _pool_dispatch(_pool_forward_xla, _pool_forward_impl, feats, boxes, ph, pw, scale, bucket)
+        out = _pool_dispatch(_pool_forward_xla, _pool_forward_impl, feats, boxes, ph, pw, scale, bucket, bounds)
 
         def grad(upstream):
-            argmax, b = _pool_dispatch(_pool_argmax_xla, _pool_argmax_impl, feats, boxes, ph, pw, scale, bucket, True)
+            argmax, b = _pool_dispatch(_pool_argmax_xla, _pool_argmax_impl, feats, boxes, ph, pw, scale, bucket, bounds, True)
             shape = tf.shape(feats)
             hw = tf.cast(shape[1] * shape[2], tf.int64)
             channels = tf.cast(shape[3], tf.int64)
@@ -378,37 +384,49 @@ def _tap_weight(y, row, length):
     return tf.where(row == low, w_low, 0.0) + tf.where(row == high, w_high, 0.0)
 
 
-def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio):
-    """Summed bilinear weights of each bin's samples on each grid line: ``(K, n_out, length)``.
+def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio, rows=None):
+    """Summed bilinear weights of each bin's samples on each grid line: ``(K, n_out, L)``.
 
     ``start``/``bin_size`` are ``(K,)`` float32, ``grid`` ``(K,)`` int32 samples per bin.
+    ``rows``: the grid lines to weigh, ``(K, n_out, L)`` int32 (a window per bin); by default
+    the whole axis, ``L = length``.
     Sample positions use torchvision's float32 expression
     ``start + p * bin + ((i + .5) * bin) / grid``; each weight is divided by ``max(grid, 1)``.
     """
     p = tf.range(n_out, dtype=tf.float32)
     base = start[:, None] + p[None, :] * bin_size[:, None]  # (K, P)
-    rows = tf.cast(tf.range(length), tf.float32)  # (L,)
+    rows = tf.range(length)[None, None, :] if rows is None else rows
+    rows = tf.cast(rows, tf.float32)  # (K or 1, P or 1, L)
     gridf = tf.cast(grid, tf.float32)
     if sampling_ratio > 0:
         i = tf.range(sampling_ratio, dtype=tf.float32)
         y = base[:, :, None] + _div((i[None, None, :] + 0.5) * bin_size[:, None, None], gridf[:, None, None])
-        w = _tap_weight(y[:, :, :, None], rows[None, None, None, :], length)  # (K, P, S, L)
+        w = _tap_weight(y[:, :, :, None], rows[:, :, None, :], length)  # (K, P, S, L)
         w = tf.reduce_sum(w, axis=2)
     else:
-        # Only samples within one cell of a grid line touch it: enumerate a few candidates
-        # around the line instead of every sample (keeps shapes static for any RoI size).
-        safe_step = tf.where(gridf > 0, _div(bin_size, tf.maximum(gridf, 1.0)), 1.0)  # (K,)
-        approx = (rows[None, None, :] - 1.0 - base[:, :, None]) / safe_step[:, None, None] - 0.5
-        approx = tf.where(tf.math.is_finite(approx), approx, 0.0)
-        first = tf.floor(tf.clip_by_value(approx, -4.0, 2.0**30)) - 1.0
-        upper = tf.maximum(gridf - _CANDIDATES, 0.0)[:, None, None]
-        first = tf.clip_by_value(first, 0.0, upper)  # (K, P, L)
-        i = first[..., None] + tf.range(_CANDIDATES, dtype=tf.float32)  # (K, P, L, S)
-        g = gridf[:, None, None, None]
-        y = base[:, :, None, None] + _div((i + 0.5) * bin_size[:, None, None, None], g)
-        w = _tap_weight(y, rows[None, None, :, None], length)
-        w = tf.reduce_sum(tf.where(i < g, w, 0.0), axis=-1)
+        w = _adaptive_weights(base, bin_size[:, None], gridf[:, None], rows, length)
     return w / tf.maximum(gridf, 1.0)[:, None, None]
+
+
+def _adaptive_weights(base, bin_size, gridf, rows, length):
+    """Summed (not yet averaged) bilinear weights of adaptive bins on grid lines ``rows``.
+
+    ``base``/``bin_size``/``gridf`` (float samples per bin) and ``length`` broadcast to a shape
+    ``S``; ``rows`` is ``S + (L,)``. Only samples within one cell of a grid line touch it:
+    a few candidates around each line are enumerated instead of every sample (static shapes
+    for any RoI size).
+    """
+    safe_step = tf.where(gridf > 0, _div(bin_size, tf.maximum(gridf, 1.0)), 1.0)
+    approx = (rows - 1.0 - base[..., None]) / safe_step[..., None] - 0.5
+    approx = tf.where(tf.math.is_finite(approx), approx, 0.0)
+    first = tf.floor(tf.clip_by_value(approx, -4.0, 2.0**30)) - 1.0
+    first = tf.clip_by_value(first, 0.0, tf.maximum(gridf - _CANDIDATES, 0.0)[..., None])  # S + (L,)
+    i = first[..., None] + tf.range(_CANDIDATES, dtype=tf.float32)  # S + (L, candidates)
+    g = gridf[..., None, None]
+    y = base[..., None, None] + _div((i + 0.5) * bin_size[..., None, None], g)
+    length = tf.convert_to_tensor(length)
+    w = _tap_weight(y, rows[..., None], length[..., None, None] if length.shape.rank else length)
+    return tf.reduce_sum(tf.where(i < g, w, 0.0), axis=-1)
 
 
 def _align_geometry(boxes, ph, pw, scale, sampling_ratio, aligned):
@@ -475,23 +493,186 @@ def _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned):
 _align_fixed_xla = tf.function(_align_fixed_impl, jit_compile=True, reduce_retracing=False)
 
 
+_ALIGN_GROUP = 16  # RoIs per pass of the adaptive kernel (16 * 49 bins of C channels stay in cache)
+_ALIGN_UNROLL = 4  # taps gathered per loop step
+
+
+def _align_bounds(features, ph, pw):
+    """Static window lengths (rows, columns) that hold for every adaptive bin of RoIs up to
+    1.5x the map: a bin of ``s`` cells touches at most ``floor(s) + 2`` grid lines. None for
+    unknown sizes. Larger RoIs take the sparse path."""
+    height, width = features.shape[1], features.shape[2]
+    if height is None or width is None:
+        return None
+    return min(height, -(-3 * (height + 1) // (2 * ph)) + 2), min(width, -(-3 * (width + 1) // (2 * pw)) + 2)
+
+
+def _axis_window(start, bin_size, grid, n_out, length):
+    """First grid line and number of lines the samples of each bin can touch: ``(K, n_out)``
+    int32 each (0 lines when every sample is outside ``[-1, length]``)."""
+    base = start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]
+    gridf = tf.cast(grid, tf.float32)[:, None]
+    g = tf.maximum(gridf, 1.0)
+    # The first and last sample, with the same float32 expression as _axis_weights.
+    first = base + _div(0.5 * bin_size[:, None], g)
+    last = base + _div((g - 0.5) * bin_size[:, None], g)
+    top = tf.cast(length - 1, tf.float32)
+    low = tf.clip_by_value(tf.floor(tf.maximum(first, 0.0)), 0.0, top)
+    high = tf.clip_by_value(tf.floor(tf.maximum(last, 0.0)) + 1.0, 0.0, top)
+    touches = (last >= -1.0) & (first <= tf.cast(length, tf.float32)) & (gridf > 0)
+    count = tf.where(touches, high - low + 1.0, 0.0)
+    return tf.cast(low, tf.int32), tf.cast(count, tf.int32)
+
+
+def _fits(n_y, n_x, bounds):
+    """Per RoI: do all its bins' windows fit the kernel's static bounds?"""
+    return tf.logical_and(tf.reduce_all(n_y <= bounds[0], axis=1), tf.reduce_all(n_x <= bounds[1], axis=1))
+
+
+def _align_fits(boxes, ph, pw, scale, aligned, height, width, bounds):
+    start_h, start_w, bin_h, bin_w, grid_h, grid_w = _align_geometry(boxes, ph, pw, scale, -1, aligned)
+    _, n_y = _axis_window(start_h, bin_h, grid_h, ph, height)
+    _, n_x = _axis_window(start_w, bin_w, grid_w, pw, width)
+    return _fits(n_y, n_x, bounds)
+
+
+def _window_weights(geometry, low_y, low_x, ph, pw, height, width, span):
+    """Weights of every bin's window, rows then columns, flattened: ``K*ph*span`` row weights
+    then ``K*pw*span`` column weights. Both axes go through one _adaptive_weights (one set of
+    XLA fusions, about half the compile time of two)."""
+    start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
+
+    def per_bin(start, bin_size, grid, n_out, length, low):
+        base = start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]
+        shape = tf.shape(base)
+        columns = (base, tf.broadcast_to(bin_size[:, None], shape), tf.broadcast_to(tf.cast(grid, tf.float32)[:, None], shape), tf.fill(shape, length), low)
+        return [tf.reshape(t, [-1]) for t in columns]
+
+    axes = zip(per_bin(start_h, bin_h, grid_h, ph, height, low_y), per_bin(start_w, bin_w, grid_w, pw, width, low_x))
+    base, bin_size, gridf, length, low = (tf.concat(pair, 0) for pair in axes)
+    rows = tf.cast(low[:, None] + tf.range(span), tf.float32)
+    w = _adaptive_weights(base, bin_size, gridf, rows, length) / tf.maximum(gridf, 1.0)[:, None]
+    return tf.reshape(w, [-1])
+
+
+def _align_adaptive_impl(features, boxes, ph, pw, scale, aligned, bounds, spare_row=False):
+    """Adaptive RoIAlign straight from the features, doing work in proportion to the RoIs' area.
+
+    Separable sampling gives each bin a window of ``ny x nx`` grid cells with weight
+    ``wy[row] * wx[col]`` (the summed bilinear weights of its samples). RoIs are sorted by window
+    size and taken ``_ALIGN_GROUP`` at a time; a loop walks the group's largest window
+    ``_ALIGN_UNROLL`` taps per step, each step one fused gather-multiply-add over the group's
+    bins. So a 1-cell RoI costs 4 taps per bin and the whole map ``(H/ph + 2) x (W/pw + 2)``,
+    instead of every RoI paying for the largest one.
+
+    ``spare_row``: give the output one more row and drop it at the end (a copy), for callers
+    whose XLA may compile this for 0 boxes: scatters into an empty output do not compile.
+    """
+    bound_y, bound_x = bounds
+    shape = tf.shape(features)
+    height, width, channels = shape[1], shape[2], shape[3]
+    if boxes.shape[0] == 0:  # the group loop cannot even be traced for a static 0
+        return tf.zeros(tf.stack([0, ph, pw, channels]))
+    k = tf.shape(boxes)[0]
+    # One spare box at the end keeps every per-RoI array non-empty, so the kernel also compiles
+    # for a box count that turns out 0 only at run time; writes to its row k are dropped (XLA
+    # scatters skip rows out of bounds).
+    boxes = tf.concat([boxes, tf.zeros([1, 5], boxes.dtype)], 0)
+    geometry = _align_geometry(boxes, ph, pw, scale, -1, aligned)
+    start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
+    low_y, n_y = _axis_window(start_h, bin_h, grid_h, ph, height)
+    low_x, n_x = _axis_window(start_w, bin_w, grid_w, pw, width)
+    fits = _fits(n_y, n_x, bounds)[:, None]  # RoIs that do not fit are left at 0 for the caller
+    n_y, n_x = tf.where(fits, n_y, 0), tf.where(fits, n_x, 0)
+    span = max(bound_y, bound_x)
+    weights = _window_weights(geometry, low_y, low_x, ph, pw, height, width, span)  # flat
+    x_weights = (k + 1) * ph * span  # where the column windows start
+    low_y, n_y, low_x, n_x = (tf.reshape(t, [-1]) for t in (low_y, n_y, low_x, n_x))
+    steps = tf.reduce_max(tf.reshape(n_y, [k + 1, ph]), 1) * tf.reduce_max(tf.reshape(n_x, [k + 1, pw]), 1)
+    order = tf.argsort(steps, direction="DESCENDING")
+    group = _ALIGN_GROUP
+    n_groups = (k + group - 1) // group
+    # The last group is filled up with the last entry of the order again: written twice or, for
+    # the spare box, not at all.
+    slots = tf.gather(order, tf.minimum(tf.range(tf.maximum(n_groups, 1) * group), k))
+    image = tf.cast(boxes[:, 0], tf.int32)
+    flat_features = tf.reshape(features, [-1, channels])
+    bins = group * ph * pw
+    p_of_bin = tf.reshape(tf.broadcast_to(tf.range(ph)[:, None], [ph, pw]), [-1])
+    q_of_bin = tf.reshape(tf.broadcast_to(tf.range(pw)[None, :], [ph, pw]), [-1])
+
+    def one_group(i, out):
+        ks = tf.slice(slots, [i * group], [group])
+        kb = tf.reshape(tf.broadcast_to(ks[:, None], [group, ph * pw]), [-1])  # (bins,)
+        row_bin = kb * ph + tf.tile(p_of_bin, [group])
+        col_bin = kb * pw + tf.tile(q_of_bin, [group])
+        y0, ny = tf.gather(low_y, row_bin), tf.gather(n_y, row_bin)
+        x0, nx = tf.gather(low_x, col_bin), tf.gather(n_x, col_bin)
+        base = tf.gather(image, kb) * height
+        area, nx_safe = ny * nx, tf.maximum(nx, 1)
+
+        def taps(t):
+            """Feature rows and weights of taps t .. t + unroll - 1 of every bin's window."""
+            tap = t + tf.range(_ALIGN_UNROLL)[:, None]  # (unroll, bins)
+            ty = tap // nx_safe
+            tx = tap - ty * nx_safe
+            inside = tap < area
+            ty, tx = tf.where(inside, ty, 0), tf.where(inside, tx, 0)
+            w = tf.gather(weights, row_bin * span + ty) * tf.gather(weights, x_weights + col_bin * span + tx)
+            return (base + y0 + ty) * width + x0 + tx, tf.where(inside, w, 0.0)
+
+        def step(t, acc, index, weight):
+            acc = acc + tf.reduce_sum(tf.gather(flat_features, index) * weight[..., None], axis=0)
+            # The next step's taps are computed here and carried: XLA then fuses only the
+            # gathers and adds into the (bins, C) loop instead of redoing index math per channel.
+            return (t + _ALIGN_UNROLL, acc) + taps(t + _ALIGN_UNROLL)
+
+        limit = tf.gather(steps, ks[0])  # sorted: the group's first RoI has the largest window
+        zero = tf.zeros(tf.stack([bins, channels]))
+        _, acc, _, _ = tf.while_loop(lambda t, *_: t < limit, step, (tf.constant(0), zero) + taps(tf.constant(0)))
+        acc = tf.reshape(acc, tf.stack([group, ph, pw, channels]))
+        return i + 1, tf.tensor_scatter_nd_update(out, ks[:, None], acc)
+
+    out = tf.zeros(tf.stack([k + 1 if spare_row else k, ph, pw, channels]))
+    _, out = tf.while_loop(lambda i, _: i < n_groups, one_group, (tf.constant(0), out))
+    return out[:k] if spare_row else out
+
+
+_align_adaptive_xla = tf.function(_align_adaptive_impl, jit_compile=True, reduce_retracing=False)
+
+
+def _image_rows(b, n_img, wy):
+    """``(K*ph, B*H)``: each RoI's row weights placed at its image's rows."""
+    k, ph = tf.shape(wy)[0], tf.shape(wy)[1]
+    one_hot = tf.one_hot(b, n_img, dtype=tf.float32)  # (K, B)
+    return tf.reshape(wy[:, :, None, :] * one_hot[:, None, :, None], tf.stack([k * ph, n_img * tf.shape(wy)[2]]))
+
+
 def _contract_dense(features, b, wy, wx):
     """out[k, p, q] = sum_hw wy[k, p, h] wx[k, q, w] F[b_k, h, w] with static shapes (XLA)."""
     shape = tf.shape(features)
     n_img, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     k, ph = tf.shape(wy)[0], tf.shape(wy)[1]
-    one_hot = tf.one_hot(b, n_img, dtype=tf.float32)  # (K, B)
-    wyb = tf.reshape(wy[:, :, None, :] * one_hot[:, None, :, None], [k * ph, n_img * height])
-    rows = tf.matmul(wyb, tf.reshape(features, [n_img * height, width * channels]))
+    rows = tf.matmul(_image_rows(b, n_img, wy), tf.reshape(features, [n_img * height, width * channels]))
     rows = tf.reshape(rows, [k, ph, width, channels])
     return tf.einsum("kpwc,kqw->kpqc", rows, wx)
 
 
-def _contract_sparse(features, b, wy, wx):
-    """Same contraction as a sparse (K*ph*pw, B*H*W) matrix times the (B*H*W, C) features:
-    work proportional to the area the RoIs cover, not to the map."""
+def _contract_dense_vjp(features, b, wy, wx, upstream):
+    """Gradient of _contract_dense with respect to the features."""
     shape = tf.shape(features)
-    n_img, height, width, channels = (tf.cast(shape[i], tf.int64) for i in range(4))
+    n_img, width, channels = shape[0], shape[2], shape[3]
+    rows = tf.einsum("kpqc,kqw->kpwc", upstream, wx)
+    rows = tf.reshape(rows, [-1, width * channels])
+    grad = tf.matmul(_image_rows(b, n_img, wy), rows, transpose_a=True)
+    return tf.reshape(grad, shape)
+
+
+def _sparse_weights(features, b, wy, wx):
+    """The contraction as a sparse ``(K*ph*pw, B*H*W)`` matrix: its work is proportional to the
+    area the RoIs cover, not to the map."""
+    shape = tf.shape(features)
+    n_img, height, width = (tf.cast(shape[i], tf.int64) for i in range(3))
     k = tf.shape(wy, out_type=tf.int64)[0]
     ph, pw = tf.shape(wy, out_type=tf.int64)[1], tf.shape(wx, out_type=tf.int64)[1]
     ny = tf.where(wy != 0.0)  # (Ny, 3) [k, p, h], sorted by k
@@ -510,9 +691,20 @@ def _contract_sparse(features, b, wy, wx):
     row = (kk * ph + pick_y[:, 1]) * pw + pick_x[:, 1]
     col = (tf.gather(tf.cast(b, tf.int64), kk) * height + pick_y[:, 2]) * width + pick_x[:, 2]
     val = tf.gather(vy, y_sel) * tf.gather(vx, x_sel)
-    matrix = tf.SparseTensor(tf.stack([row, col], axis=1), val, tf.stack([k * ph * pw, n_img * height * width]))
-    out = tf.sparse.sparse_dense_matmul(matrix, tf.reshape(features, [-1, shape[3]]))
-    return tf.reshape(out, tf.stack([k, ph, pw, channels]))
+    return tf.SparseTensor(tf.stack([row, col], axis=1), val, tf.stack([k * ph * pw, n_img * height * width]))
+
+
+def _contract_sparse(features, b, wy, wx):
+    shape = tf.shape(features)
+    out = tf.sparse.sparse_dense_matmul(_sparse_weights(features, b, wy, wx), tf.reshape(features, [-1, shape[3]]))
+    return tf.reshape(out, tf.stack([tf.shape(wy)[0], tf.shape(wy)[1], tf.shape(wx)[1], shape[3]]))
+
+
+def _contract_sparse_vjp(features, b, wy, wx, upstream):
+    shape = tf.shape(features)
+    matrix = _sparse_weights(features, b, wy, wx)
+    grad = tf.sparse.sparse_dense_matmul(matrix, tf.reshape(upstream, [-1, shape[3]]), adjoint_a=True)
+    return tf.reshape(grad, shape)
 
 
 def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
@@ -536,26 +728,68 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
+    bounds = _align_bounds(features, ph, pw)  # from the shape here, as in roi_pool
     if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
         scale_t = tf.constant(scale, tf.float32)  # a tensor: new scales reuse the trace
-        return _roi_align_graph(features, boxes, ph, pw, scale_t, sampling_ratio, bool(aligned), False, True)
-    return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), _in_xla_context(), False)
+        return _roi_align_graph(features, boxes, ph, pw, scale_t, sampling_ratio, bool(aligned), False, True, bounds)
+    xla = _in_xla_context()
+    return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), xla, False, bounds)
 
 
-def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla, bucket):
-    """``xla``: contract densely (static shapes); it is part of the trace key on purpose.
-    ``bucket``: pad the box count for the compiled kernel, as for roi_pool."""
+def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla, bucket, bounds):
+    """``xla``: inside the caller's XLA (static shapes, no sparse ops); part of the trace key on
+    purpose. ``bucket``: pad the box count for the compiled kernel, as for roi_pool.
+    ``bounds``: static window bounds of the adaptive kernel (_align_bounds) or None."""
     boxes = tf.stop_gradient(boxes)
     if sampling_ratio > 0:  # a fixed sample count: the fused direct form is the fastest
         if xla:
             return _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned)
         return _bucketed(lambda bx: _align_fixed_xla(features, bx, ph, pw, scale, sampling_ratio, aligned), boxes, bucket)
+    contract, vjp = (_contract_dense, _contract_dense_vjp) if xla else (_contract_sparse, _contract_sparse_vjp)
+
+    def weights(feats, bx):
+        shape = tf.shape(feats)
+        return _align_weights(bx, ph, pw, scale, sampling_ratio, aligned, shape[1], shape[2])
+
+    @tf.custom_gradient
+    def align(feats):
+        general = lambda bx: contract(feats, tf.cast(bx[:, 0], tf.int32), *weights(feats, bx))  # noqa: E731
+        out = _align_adaptive_dispatch(feats, boxes, ph, pw, scale, aligned, xla, bucket, bounds, general)
+
+        def grad(upstream):
+            return vjp(feats, tf.cast(boxes[:, 0], tf.int32), *weights(feats, boxes), upstream)
+
+        return out, grad
+
+    return align(features)
+
+
+def _align_adaptive_dispatch(features, boxes, ph, pw, scale, aligned, xla, bucket, bounds, general):
+    """The windowed kernel for RoIs whose windows fit ``bounds``; ``general(boxes)`` (the sparse
+    or, under XLA, the dense contraction) for the rest: RoIs well beyond the map."""
+    if bounds is None:
+        return general(boxes)
     shape = tf.shape(features)
-    wy, wx = _align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, shape[1], shape[2])
-    b = tf.cast(boxes[:, 0], tf.int32)
-    if xla:
-        return _contract_dense(features, b, wy, wx)
-    return _contract_sparse(features, b, wy, wx)
+    fits = _align_fits(boxes, ph, pw, scale, aligned, shape[1], shape[2], bounds)
+    all_fit = tf.reduce_all(fits)
+    if xla:  # no data-dependent subsets under XLA: all or nothing
+        spare = boxes.shape[0] is None
+        kernel = lambda: _align_adaptive_impl(features, boxes, ph, pw, scale, aligned, bounds, spare)  # noqa: E731
+        return tf.cond(all_fit, kernel, lambda: general(boxes))
+    run = lambda: _bucketed(lambda bx: _align_adaptive_xla(features, bx, ph, pw, scale, aligned, bounds), boxes, bucket)  # noqa: E731
+    if boxes.shape[0] is not None:
+        out = run()
+    else:  # a count known only at run time: never compile the kernel for 0 boxes
+        empty = lambda: tf.zeros(tf.stack([0, ph, pw, tf.shape(features)[3]]))  # noqa: E731
+        out = tf.cond(tf.shape(boxes)[0] > 0, run, empty)
+
+    def patch():  # the kernel left the RoIs that do not fit at 0
+        big = tf.where(tf.logical_not(fits))[:, 0]
+        return tf.tensor_scatter_nd_update(out, big[:, None], general(tf.gather(boxes, big)))
+
+    if tf.executing_eagerly():
+        return out if bool(all_fit) else patch()
+    return tf.cond(all_fit, lambda: out, patch)
 
 
 _roi_align_graph = tf.function(_roi_align_core, reduce_retracing=True)

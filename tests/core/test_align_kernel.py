@@ -1,0 +1,117 @@
+"""The adaptive RoIAlign kernel (windows, grouping, the fallback for huge RoIs) and the static
+bounds that select compiled kernels, checked against the NumPy reference."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from roi_core import ops, roi_align, roi_pool
+from roi_core.reference import roi_align_ref
+
+ATOL = 1e-5
+
+
+def varied_boxes(rng, k, n_img, h, w, stride):
+    """RoIs from a cell to the whole map (log-uniform sides), inside the map, in image pixels."""
+    side = np.exp(rng.uniform(0, np.log(min(h, w)), size=(k, 2)))
+    cx, cy = rng.uniform(0, w, k), rng.uniform(0, h, k)
+    x1, x2 = np.clip(cx - side[:, 0] / 2, 0, w), np.clip(cx + side[:, 0] / 2, 0, w)
+    y1, y2 = np.clip(cy - side[:, 1] / 2, 0, h), np.clip(cy + side[:, 1] / 2, 0, h)
+    idx = rng.integers(0, n_img, k)
+    return np.stack([idx, x1 * stride, y1 * stride, x2 * stride, y2 * stride], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_windowed_kernel_matches_reference(aligned):
+    # 37 RoIs: three groups of 16, the last one padded; sizes vary so the sort matters.
+    rng = np.random.default_rng(7)
+    feats = rng.normal(size=(2, 19, 23, 5)).astype(np.float32)
+    boxes = varied_boxes(rng, 37, 2, 19, 23, 4)
+    bounds = ops._align_bounds(feats, 7, 5)
+    fits = ops._align_fits(tf.constant(boxes), 7, 5, 0.25, aligned, 19, 23, bounds)
+    assert bool(tf.reduce_all(fits)), "every RoI inside the map must take the kernel"
+    got = ops._align_adaptive_xla(tf.constant(feats), tf.constant(boxes), 7, 5, tf.constant(0.25), aligned, bounds)
+    np.testing.assert_allclose(got.numpy(), roi_align_ref(feats, boxes, (7, 5), 0.25, -1, aligned), atol=ATOL)
+
+
+def test_huge_rois_leave_the_kernel_and_get_patched_in():
+    rng = np.random.default_rng(8)
+    feats = rng.normal(size=(1, 12, 10, 3)).astype(np.float32)
+    inside = varied_boxes(rng, 20, 1, 12, 10, 1)
+    huge = np.array([[0, -200, -150, 300, 260], [0, -40, 2, 60, 9]], np.float32)  # both far wider than 1.5x the map
+    boxes = np.concatenate([inside[:7], huge[:1], inside[7:], huge[1:]])
+    bounds = ops._align_bounds(feats, 3, 3)
+    fits = ops._align_fits(tf.constant(boxes), 3, 3, 1.0, False, 12, 10, bounds).numpy()
+    assert fits.tolist() == [True] * 7 + [False] + [True] * 13 + [False]
+    kernel = ops._align_adaptive_xla(tf.constant(feats), tf.constant(boxes), 3, 3, tf.constant(1.0), False, bounds).numpy()
+    assert not kernel[~fits].any()  # left for the general path
+    want = roi_align_ref(feats, boxes, 3, 1.0, -1, False)
+    np.testing.assert_allclose(roi_align(feats, boxes, 3, 1.0).numpy(), want, atol=ATOL)
+    graph = tf.function(lambda f, b: roi_align(f, b, 3, 1.0))
+    np.testing.assert_allclose(graph(feats, boxes).numpy(), want, atol=ATOL)
+
+
+def test_kernel_inside_callers_xla_and_with_unknown_box_count():
+    rng = np.random.default_rng(9)
+    feats = rng.normal(size=(2, 16, 16, 4)).astype(np.float32)
+    boxes = varied_boxes(rng, 21, 2, 16, 16, 8)
+    want = roi_align_ref(feats, boxes, 4, 1 / 8, -1, True)
+    jit = tf.function(lambda f, b: roi_align(f, b, 4, 1 / 8, -1, True), jit_compile=True)
+    np.testing.assert_allclose(jit(feats, boxes).numpy(), want, atol=ATOL)
+    spec = [tf.TensorSpec([2, 16, 16, 4]), tf.TensorSpec([None, 5])]
+    unknown_k = tf.function(lambda f, b: roi_align(f, b, 4, 1 / 8, -1, True), input_signature=spec)
+    np.testing.assert_allclose(unknown_k(feats, boxes).numpy(), want, atol=ATOL)
+    np.testing.assert_allclose(unknown_k(feats, boxes[:0]).numpy(), want[:0])
+    unknown_k_jit = tf.function(lambda f, b: roi_align(f, b, 4, 1 / 8, -1, True), input_signature=spec, jit_compile=True)
+    np.testing.assert_allclose(unknown_k_jit(feats, boxes).numpy(), want, atol=ATOL)
+    np.testing.assert_allclose(unknown_k_jit(feats, boxes[:0]).numpy(), want[:0])
+
+
+def _adjoint_by_reference(feats, boxes, output_size, scale, sampling_ratio, aligned, upstream):
+    """RoIAlign is linear in the features: run the reference on one-hot "features" (one channel
+    per input position) to get its matrix A, then the gradient is A^T upstream."""
+    n_img, h, w, c = feats.shape
+    eye = np.eye(n_img * h * w, dtype=np.float32).reshape(n_img, h, w, n_img * h * w)
+    matrix = roi_align_ref(eye, boxes, output_size, scale, sampling_ratio, aligned)  # (K, ph, pw, BHW)
+    grad = np.einsum("kpqc,kpqn->nc", upstream, matrix)
+    return grad.reshape(n_img, h, w, c)
+
+
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+def test_roi_align_gradient_is_the_adjoint(sampling_ratio):
+    rng = np.random.default_rng(10)
+    feats = rng.normal(size=(2, 6, 7, 3)).astype(np.float32)
+    boxes = np.concatenate([varied_boxes(rng, 9, 2, 6, 7, 1), [[1, -30, -20, 40, 35], [0, 2, 2, 2, 2]]]).astype(np.float32)
+    upstream = rng.normal(size=(11, 3, 2, 3)).astype(np.float32)
+    want = _adjoint_by_reference(feats, boxes, (3, 2), 1.0, sampling_ratio, False, upstream)
+    x = tf.constant(feats)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = roi_align(x, boxes, (3, 2), 1.0, sampling_ratio, False)
+    np.testing.assert_allclose(tape.gradient(out, x, output_gradients=tf.constant(upstream)).numpy(), want, atol=1e-5)
+
+
+def test_eager_calls_keep_static_bounds_across_map_sizes(monkeypatch):
+    # The eager path runs one tf.function that relaxes its shapes to None once a second map
+    # size comes by; the bounds that select the compiled kernels must not get lost with them.
+    # (An output size no other test uses, so these calls trace afresh.)
+    seen = {"align": [], "pool": []}
+    align_dispatch, pool_dispatch = ops._align_adaptive_dispatch, ops._pool_dispatch
+
+    def spy_align(*args):
+        seen["align"].append(args[8])
+        return align_dispatch(*args)
+
+    def spy_pool(*args, **kwargs):
+        seen["pool"].append(args[8])
+        return pool_dispatch(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "_align_adaptive_dispatch", spy_align)
+    monkeypatch.setattr(ops, "_pool_dispatch", spy_pool)
+    rng = np.random.default_rng(11)
+    for h, w in [(13, 17), (21, 15), (30, 31)]:
+        feats = rng.normal(size=(1, h, w, 2)).astype(np.float32)
+        boxes = varied_boxes(rng, 5, 1, h, w, 1)
+        np.testing.assert_allclose(roi_align(feats, boxes, (5, 6)).numpy(), roi_align_ref(feats, boxes, (5, 6)), atol=ATOL)
+        roi_pool(feats, boxes, (5, 6))
+    assert len(seen["align"]) >= 2 and len(seen["pool"]) >= 2  # traced again for new sizes
+    assert None not in seen["align"] and None not in seen["pool"]
