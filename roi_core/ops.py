@@ -50,6 +50,17 @@ def _prepare(features, boxes, output_size, spatial_scale):
     return features, boxes, ph, pw, scale
 
 
+# Eager calls that produce fewer output values than this run uncompiled paths. Compiling a
+# kernel costs about a second for each new feature-map shape and box-count bucket, which
+# interactive and variable-size eager use (the GUI, an export over images of many sizes) never
+# earns back; graph callers (tf.function, Keras) always get the compiled kernels.
+EAGER_COMPILE_MIN_OUTPUTS = 1 << 21
+
+
+def _worth_compiling(features, boxes, ph, pw) -> bool:
+    return boxes.shape[0] * ph * pw * features.shape[3] >= EAGER_COMPILE_MIN_OUTPUTS
+
+
 def _div(a, b):
     """float32 a / b, correctly rounded as in C++. In graph mode and under XLA TensorFlow turns
     float32 division into a multiply by the reciprocal (1 ulp off), which moves floor/ceil bin
@@ -319,12 +330,12 @@ def roi_pool(features, boxes, output_size, spatial_scale=1.0):
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     # Static bounds come from the shape here: the eager graph below relaxes its shapes to None
-    # once a second image size comes by, and would lose them.
-    bounds = _fast_bounds(features, ph, pw)
-    if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
+    # once a second image size comes by, and would lose them. None: the general path only.
+    if tf.executing_eagerly():  # one graph instead of hundreds of eager ops
+        bounds = _fast_bounds(features, ph, pw) if _worth_compiling(features, boxes, ph, pw) else None
         # The scale as a tensor: a new image size must not trigger a new trace.
         return _roi_pool_graph(features, boxes, ph, pw, tf.constant(scale, tf.float32), True, bounds)
-    return _roi_pool_core(features, boxes, ph, pw, scale, False, bounds)
+    return _roi_pool_core(features, boxes, ph, pw, scale, False, _fast_bounds(features, ph, pw))
 
 
 def _roi_pool_core(features, boxes, ph, pw, scale, bucket, bounds):
@@ -728,20 +739,23 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
-    bounds = _align_bounds(features, ph, pw)  # from the shape here, as in roi_pool
-    if tf.executing_eagerly():  # one compiled graph instead of hundreds of eager ops
+    aligned = bool(aligned)
+    if tf.executing_eagerly():  # one graph instead of hundreds of eager ops
+        compiled = _worth_compiling(features, boxes, ph, pw)
+        bounds = _align_bounds(features, ph, pw) if compiled else None  # from the shape here, as in roi_pool
         scale_t = tf.constant(scale, tf.float32)  # a tensor: new scales reuse the trace
-        return _roi_align_graph(features, boxes, ph, pw, scale_t, sampling_ratio, bool(aligned), False, True, bounds)
+        return _roi_align_graph(features, boxes, ph, pw, scale_t, sampling_ratio, aligned, False, True, bounds, compiled)
     xla = _in_xla_context()
-    return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned), xla, False, bounds)
+    return _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla, False, _align_bounds(features, ph, pw), True)
 
 
-def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla, bucket, bounds):
+def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla, bucket, bounds, compiled):
     """``xla``: inside the caller's XLA (static shapes, no sparse ops); part of the trace key on
     purpose. ``bucket``: pad the box count for the compiled kernel, as for roi_pool.
-    ``bounds``: static window bounds of the adaptive kernel (_align_bounds) or None."""
+    ``bounds``: static window bounds of the adaptive kernel (_align_bounds) or None.
+    ``compiled``: False runs only the uncompiled (sparse) contraction."""
     boxes = tf.stop_gradient(boxes)
-    if sampling_ratio > 0:  # a fixed sample count: the fused direct form is the fastest
+    if sampling_ratio > 0 and compiled:  # a fixed sample count: the fused direct form is the fastest
         if xla:
             return _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned)
         return _bucketed(lambda bx: _align_fixed_xla(features, bx, ph, pw, scale, sampling_ratio, aligned), boxes, bucket)
@@ -754,7 +768,10 @@ def _roi_align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, xla
     @tf.custom_gradient
     def align(feats):
         general = lambda bx: contract(feats, tf.cast(bx[:, 0], tf.int32), *weights(feats, bx))  # noqa: E731
-        out = _align_adaptive_dispatch(feats, boxes, ph, pw, scale, aligned, xla, bucket, bounds, general)
+        if sampling_ratio > 0 or not compiled:
+            out = general(boxes)
+        else:
+            out = _align_adaptive_dispatch(feats, boxes, ph, pw, scale, aligned, xla, bucket, bounds, general)
 
         def grad(upstream):
             return vjp(feats, tf.cast(boxes[:, 0], tf.int32), *weights(feats, boxes), upstream)

@@ -18,7 +18,7 @@ from app.gui.views import ImagePanel, normalize, tile
 from app.gui.worker import FeatureService
 from app.images import IMAGE_SUFFIXES
 from app.model_files import load_user_model
-from app.pooling import PoolSettings, pool_boxes, spatial_scale
+from app.pooling import OPS, PoolSettings, pool_boxes, spatial_scale
 from app.project import Box, Project
 from roi_core.backbones import builtin_extractors, get_extractor
 from roi_core.boxes import roi_align_samples, roi_pool_cells
@@ -366,9 +366,10 @@ class MainWindow(QtWidgets.QMainWindow):
         layer = self.layer_combo.currentText()
         if doc is None or not layer:
             return
-        warm = [self.settings_for(op) for op in self.ops()]
+        warm = [self.settings_for(op) for op in OPS]  # both: switching the op must not stall either
+        counts = sorted({1, len(doc.boxes), len(doc.boxes) + 1} - {0})  # a drag, all boxes, one more
         self.service.request(doc.path, self.extractor_combo.currentText(), layer,
-                             want_image=want_image or self.rgb is None, warm=warm)
+                             want_image=want_image or self.rgb is None, warm=warm, counts=counts)
 
     def _on_image_ready(self, path, images):
         doc = self.project.doc()

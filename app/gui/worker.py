@@ -27,10 +27,10 @@ def _emit(signal, *args):
 
 
 class _Job(QtCore.QRunnable):
-    def __init__(self, job_id, path, extractor, layer, want_image, signals, extractors, warm=()):
+    def __init__(self, job_id, path, extractor, layer, want_image, signals, extractors, warm=(), counts=(1,)):
         super().__init__()
         self.job_id, self.path, self.extractor, self.layer = job_id, path, extractor, layer
-        self.warm = tuple(warm)
+        self.warm, self.counts = tuple(warm), tuple(counts)
         self.want_image, self.signals, self.extractors = want_image, signals, extractors
         self.cancelled = False
 
@@ -49,7 +49,8 @@ class _Job(QtCore.QRunnable):
                 ext = self.extractors[self.extractor] = get_extractor(self.extractor)
             feats = ext.extract(small, self.layer)
             for settings in self.warm:  # trace/compile pooling here, not on the GUI thread
-                for count in (1, 2):  # two box counts: the trace generalizes to any count
+                # Compiled kernels are built per feature shape and per box-count bucket.
+                for count in self.counts:
                     pool_boxes(feats, np.zeros((count, 4), np.float32), settings, factor)
             if not self.cancelled:
                 _emit(self.signals.features_ready, self.job_id, (str(self.path), self.extractor, self.layer), feats, factor)
@@ -77,13 +78,14 @@ class FeatureService(QtCore.QObject):
         self._job = None
         self._next_id = 0
 
-    def request(self, path, extractor, layer, want_image=True, warm=()):
+    def request(self, path, extractor, layer, want_image=True, warm=(), counts=(1,)):
         """Start loading ``path`` (and its features unless cached). Supersedes any running job.
-        ``warm``: pooling settings to run once on the worker so their first use is instant."""
+        ``warm``: pooling settings to run once on the worker, for each box count in ``counts``,
+        so that their first use on the GUI thread does not stop to compile."""
         self.cancel()
         key = (str(path), extractor, layer)
         self._next_id += 1
-        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.extractors, warm)
+        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.extractors, warm, counts)
         if key in self.cache and not want_image:
             feats, factor = self.cache[key]
             self.features_ready.emit(key, feats, factor)

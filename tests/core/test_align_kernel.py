@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from roi_core import ops, roi_align, roi_pool
 from roi_core.reference import roi_align_ref
+from tests.core.compile_modes import eager_compiled
 
 ATOL = 1e-5
 
@@ -45,7 +46,9 @@ def test_huge_rois_leave_the_kernel_and_get_patched_in():
     kernel = ops._align_adaptive_xla(tf.constant(feats), tf.constant(boxes), 3, 3, tf.constant(1.0), False, bounds).numpy()
     assert not kernel[~fits].any()  # left for the general path
     want = roi_align_ref(feats, boxes, 3, 1.0, -1, False)
-    np.testing.assert_allclose(roi_align(feats, boxes, 3, 1.0).numpy(), want, atol=ATOL)
+    for compiled in (False, True):
+        with eager_compiled(compiled):
+            np.testing.assert_allclose(roi_align(feats, boxes, 3, 1.0).numpy(), want, atol=ATOL)
     graph = tf.function(lambda f, b: roi_align(f, b, 3, 1.0))
     np.testing.assert_allclose(graph(feats, boxes).numpy(), want, atol=ATOL)
 
@@ -76,23 +79,26 @@ def _adjoint_by_reference(feats, boxes, output_size, scale, sampling_ratio, alig
     return grad.reshape(n_img, h, w, c)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])
-def test_roi_align_gradient_is_the_adjoint(sampling_ratio):
+def test_roi_align_gradient_is_the_adjoint(sampling_ratio, compiled):
     rng = np.random.default_rng(10)
     feats = rng.normal(size=(2, 6, 7, 3)).astype(np.float32)
     boxes = np.concatenate([varied_boxes(rng, 9, 2, 6, 7, 1), [[1, -30, -20, 40, 35], [0, 2, 2, 2, 2]]]).astype(np.float32)
     upstream = rng.normal(size=(11, 3, 2, 3)).astype(np.float32)
     want = _adjoint_by_reference(feats, boxes, (3, 2), 1.0, sampling_ratio, False, upstream)
     x = tf.constant(feats)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape() as tape, eager_compiled(compiled):
         tape.watch(x)
         out = roi_align(x, boxes, (3, 2), 1.0, sampling_ratio, False)
     np.testing.assert_allclose(tape.gradient(out, x, output_gradients=tf.constant(upstream)).numpy(), want, atol=1e-5)
 
 
-def test_eager_calls_keep_static_bounds_across_map_sizes(monkeypatch):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_eager_bounds_across_map_sizes(monkeypatch, compiled):
     # The eager path runs one tf.function that relaxes its shapes to None once a second map
     # size comes by; the bounds that select the compiled kernels must not get lost with them.
+    # Small calls, by default, get no bounds: they run uncompiled (no compile per new shape).
     # (An output size no other test uses, so these calls trace afresh.)
     seen = {"align": [], "pool": []}
     align_dispatch, pool_dispatch = ops._align_adaptive_dispatch, ops._pool_dispatch
@@ -108,10 +114,23 @@ def test_eager_calls_keep_static_bounds_across_map_sizes(monkeypatch):
     monkeypatch.setattr(ops, "_align_adaptive_dispatch", spy_align)
     monkeypatch.setattr(ops, "_pool_dispatch", spy_pool)
     rng = np.random.default_rng(11)
-    for h, w in [(13, 17), (21, 15), (30, 31)]:
-        feats = rng.normal(size=(1, h, w, 2)).astype(np.float32)
-        boxes = varied_boxes(rng, 5, 1, h, w, 1)
-        np.testing.assert_allclose(roi_align(feats, boxes, (5, 6)).numpy(), roi_align_ref(feats, boxes, (5, 6)), atol=ATOL)
-        roi_pool(feats, boxes, (5, 6))
-    assert len(seen["align"]) >= 2 and len(seen["pool"]) >= 2  # traced again for new sizes
-    assert None not in seen["align"] and None not in seen["pool"]
+    size = (5, 6) if compiled else (6, 5)
+    with eager_compiled(compiled):
+        for h, w in [(13, 17), (21, 15), (30, 31)]:
+            feats = rng.normal(size=(1, h, w, 2)).astype(np.float32)
+            boxes = varied_boxes(rng, 5, 1, h, w, 1)
+            np.testing.assert_allclose(roi_align(feats, boxes, size).numpy(), roi_align_ref(feats, boxes, size), atol=ATOL)
+            roi_pool(feats, boxes, size)
+    assert len(seen["pool"]) >= 2  # traced again for new sizes
+    if compiled:
+        assert len(seen["align"]) >= 2
+        assert None not in seen["align"] and None not in seen["pool"]
+    else:
+        assert seen["align"] == [] and set(seen["pool"]) == {None}
+
+
+def test_small_eager_calls_skip_compiling_and_big_ones_do():
+    feats = np.zeros((1, 8, 8, 4), np.float32)
+    few, many = np.zeros((3, 5), np.float32), np.zeros((-(-ops.EAGER_COMPILE_MIN_OUTPUTS // (49 * 4)), 5), np.float32)
+    assert not ops._worth_compiling(feats, few, 7, 7)
+    assert ops._worth_compiling(feats, many, 7, 7)

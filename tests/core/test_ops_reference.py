@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from roi_core import roi_align, roi_pool
 from roi_core.reference import roi_align_ref, roi_pool_ref
+from tests.core.compile_modes import eager_compiled
 
 ATOL = 1e-5
 
@@ -37,22 +38,26 @@ EDGE_BOXES = np.array(
 )
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("scale", [1.0, 0.25, 0.5, 1 / 3, 1 / 16])
 @pytest.mark.parametrize("output_size", [1, (2, 3), 7])
-def test_roi_pool_matches_reference(scale, output_size):
+def test_roi_pool_matches_reference(scale, output_size, compiled):
     feats, boxes = random_case(1)
     boxes = np.concatenate([boxes, EDGE_BOXES])
-    got = roi_pool(feats, boxes, output_size, scale).numpy()
+    with eager_compiled(compiled):
+        got = roi_pool(feats, boxes, output_size, scale).numpy()
     np.testing.assert_allclose(got, roi_pool_ref(feats, boxes, output_size, scale), atol=ATOL)
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.25, 1 / 3])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2, 3])
 @pytest.mark.parametrize("aligned", [False, True])
-def test_roi_align_matches_reference(scale, sampling_ratio, aligned):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_roi_align_matches_reference(scale, sampling_ratio, aligned, compiled):
     feats, boxes = random_case(2)
     boxes = np.concatenate([boxes, EDGE_BOXES])
-    got = roi_align(feats, boxes, (3, 4), scale, sampling_ratio, aligned).numpy()
+    with eager_compiled(compiled):
+        got = roi_align(feats, boxes, (3, 4), scale, sampling_ratio, aligned).numpy()
     want = roi_align_ref(feats, boxes, (3, 4), scale, sampling_ratio, aligned)
     np.testing.assert_allclose(got, want, atol=ATOL)
 
@@ -61,8 +66,9 @@ def test_roi_align_large_adaptive_grid():
     # Bins of many cells exercise the candidate enumeration far from the box start.
     feats, _ = random_case(3, n_img=1, h=40, w=37, c=2)
     boxes = np.array([[0, -3, -2, 39.7, 38.2], [0, 1.3, 0.2, 36.9, 12.1], [0, 5, 5, 6, 30]], np.float32)
-    for aligned in (False, True):
-        got = roi_align(feats, boxes, (2, 3), 1.0, -1, aligned).numpy()
+    for aligned, compiled in [(False, False), (True, False), (False, True), (True, True)]:
+        with eager_compiled(compiled):
+            got = roi_align(feats, boxes, (2, 3), 1.0, -1, aligned).numpy()
         np.testing.assert_allclose(got, roi_align_ref(feats, boxes, (2, 3), 1.0, -1, aligned), atol=ATOL)
 
 
@@ -76,11 +82,13 @@ box_coord = st.floats(-30, 120, allow_nan=False, width=32)
     pw=st.integers(1, 5),
     scale=st.sampled_from([1.0, 0.5, 0.25, 0.125, 0.3]),
     seed=st.integers(0, 2**16),
+    compiled=st.booleans(),
 )
-def test_roi_pool_property(coords, ph, pw, scale, seed):
+def test_roi_pool_property(coords, ph, pw, scale, seed, compiled):
     feats = np.random.default_rng(seed).normal(size=(2, 9, 12, 2)).astype(np.float32)
     boxes = np.array(coords, dtype=np.float32)
-    got = roi_pool(feats, boxes, (ph, pw), scale).numpy()
+    with eager_compiled(compiled):
+        got = roi_pool(feats, boxes, (ph, pw), scale).numpy()
     np.testing.assert_allclose(got, roi_pool_ref(feats, boxes, (ph, pw), scale), atol=ATOL)
 
 
@@ -93,11 +101,13 @@ def test_roi_pool_property(coords, ph, pw, scale, seed):
     sampling_ratio=st.integers(-1, 3),
     aligned=st.booleans(),
     seed=st.integers(0, 2**16),
+    compiled=st.booleans(),
 )
-def test_roi_align_property(coords, ph, pw, scale, sampling_ratio, aligned, seed):
+def test_roi_align_property(coords, ph, pw, scale, sampling_ratio, aligned, seed, compiled):
     feats = np.random.default_rng(seed).normal(size=(2, 9, 12, 2)).astype(np.float32)
     boxes = np.array(coords, dtype=np.float32)
-    got = roi_align(feats, boxes, (ph, pw), scale, sampling_ratio, aligned).numpy()
+    with eager_compiled(compiled):
+        got = roi_align(feats, boxes, (ph, pw), scale, sampling_ratio, aligned).numpy()
     want = roi_align_ref(feats, boxes, (ph, pw), scale, sampling_ratio, aligned)
     np.testing.assert_allclose(got, want, atol=ATOL)
 
@@ -132,4 +142,5 @@ def test_general_pool_path_for_boxes_bigger_than_the_map():
     boxes = np.array([[0, -500, -400, 900, 800], [0, 1, 1, 20, 25]], np.float32)
     fn = tf.function(lambda f, b: roi_pool(f, b, 2, 1.0))
     np.testing.assert_allclose(fn(feats, boxes).numpy(), roi_pool_ref(feats, boxes, 2, 1.0), atol=0)
-    np.testing.assert_allclose(roi_pool(feats, boxes, 2, 1.0).numpy(), roi_pool_ref(feats, boxes, 2, 1.0), atol=0)
+    with eager_compiled(True):
+        np.testing.assert_allclose(roi_pool(feats, boxes, 2, 1.0).numpy(), roi_pool_ref(feats, boxes, 2, 1.0), atol=0)

@@ -226,3 +226,19 @@ def test_extraction_can_be_cancelled_and_the_window_goes_on(qtbot, window, sampl
     qtbot.keyClick(window, QtCore.Qt.Key.Key_D)
     wait_features(qtbot, window)
     assert window.windowTitle() == "RoIScope - coffee.png"
+
+
+def test_worker_warms_pooling_for_both_ops_and_the_box_counts_the_window_will_use(qtbot, window, sample_dir, monkeypatch):
+    # Traces (and, for big calls, compiled kernels) depend on the op, the feature shape and the
+    # box-count bucket: the worker runs both ops with the image's own count, a drag's 1 and
+    # one box more, so that the GUI thread does not stall on them.
+    import app.gui.worker as worker
+
+    warmed = []
+    real = worker.pool_boxes
+    monkeypatch.setattr(worker, "pool_boxes", lambda feats, boxes, settings, factor: warmed.append((len(boxes), settings.op)) or real(feats, boxes, settings, factor))
+    window.open_paths([sample_dir])
+    wait_features(qtbot, window)
+    n = len(window.current_boxes())
+    assert n == 2
+    assert sorted(warmed) == sorted((count, op) for count in (1, 2, 3) for op in ("roi_align", "roi_pool"))
