@@ -1,7 +1,11 @@
 """roi_core benchmark: median times and ratios against baselines timed in the same run."""
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -43,18 +47,39 @@ def peak_rss_delta_mb(fn, *args):
     return delta / 2**20
 
 
+def workload(name):
+    """Features, boxes (image pixels) and spatial scale of one workload, the same in every run."""
+    h, w, c, k, stride = WORKLOADS[name]
+    rng = np.random.default_rng(list(WORKLOADS).index(name))
+    feats = tf.constant(rng.normal(size=(1, h, w, c)).astype(np.float32))
+    return feats, tf.constant(varied_boxes(rng, k, h, w, stride)), 1.0 / stride
+
+
+def op_functions(scale):
+    return {
+        "pool": tf.function(lambda f, b: roi_pool(f, b, 7, scale)),
+        "align": tf.function(lambda f, b: roi_align(f, b, 7, scale, -1, False)),
+        "align2": tf.function(lambda f, b: roi_align(f, b, 7, scale, 2, False)),
+    }
+
+
+def peak_memory_mb(name):
+    """Peak memory of each op above the level before the call, measured in a fresh process
+    where glibc maps every buffer over 64 KiB on its own and unmaps it when freed (a fixed
+    MALLOC_MMAP_THRESHOLD_): resident memory then follows the live buffers, instead of
+    staying flat while the heap reuses freed pages."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "tests.bench.core_bench", name], env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run():
-    rng = np.random.default_rng(0)
     rows = []
     for name, (h, w, c, k, stride) in WORKLOADS.items():
-        feats = tf.constant(rng.normal(size=(1, h, w, c)).astype(np.float32))
-        boxes = tf.constant(varied_boxes(rng, k, h, w, stride))
-        scale = 1.0 / stride
+        feats, boxes, scale = workload(name)
         rel = tf.constant((boxes.numpy()[:, 1:] / np.array([w, h, w, h]) / stride)[None].astype(np.float32))
-
-        pool = tf.function(lambda f, b: roi_pool(f, b, 7, scale))
-        align = tf.function(lambda f, b: roi_align(f, b, 7, scale, -1, False))
-        align2 = tf.function(lambda f, b: roi_align(f, b, 7, scale, 2, False))
+        fns = op_functions(scale)
+        pool, align, align2 = fns["pool"], fns["align"], fns["align2"]
         mapfn = tf.function(lambda f, r: tutorial_roi_pool(f, r, 7, 7))
 
         @tf.function
@@ -70,12 +95,11 @@ def run():
         t_crop = median_ms(crop, feats, boxes)
         t_map = median_ms(mapfn, feats, rel, repeats=3)
         io_mb = (feats.numpy().nbytes + k * 49 * c * 4) / 2**20
-        mem_pool = peak_rss_delta_mb(pool, feats, boxes)
-        mem_align = peak_rss_delta_mb(align, feats, boxes)
-        rows.append((name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, mem_pool, mem_align))
+        memory = peak_memory_mb(name)
+        rows.append((name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory))
 
     print("\nroi_core benchmark (median of repeated calls inside tf.function, this machine, same run)")
-    for name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, mem_pool, mem_align in rows:
+    for name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory in rows:
         print(f"\n{name}")
         print(f"  roi_pool        {t_pool:8.1f} ms")
         print(f"  roi_align       {t_align:8.1f} ms   (adaptive sampling_ratio, torchvision's default)")
@@ -86,6 +110,11 @@ def run():
         print(f"  roi_pool time / crop_and_resize:       {t_pool / t_crop:6.2f}    (target <= 1)")
         print(f"  roi_align time / crop_and_resize:      {t_align / t_crop:6.2f}    (target <= 1)")
         print(f"  roi_align sr=2 time / crop_and_resize: {t_align2 / t_crop:6.2f}    (target <= 1)")
-        print(f"  peak memory / (features + output):     pool {mem_pool / io_mb:4.2f}, align {mem_align / io_mb:4.2f}"
-              f"   (target < 4; features + output = {io_mb:.1f} MiB)")
+        ratios = ", ".join(f"{op} {mb / io_mb:4.2f}" for op, mb in memory.items())
+        print(f"  peak memory / (features + output):     {ratios}   (target < 4; features + output = {io_mb:.1f} MiB)")
     return rows
+
+
+if __name__ == "__main__":  # one workload's peak memory, as JSON (see peak_memory_mb)
+    feats, boxes, scale = workload(sys.argv[1])
+    print(json.dumps({op: peak_rss_delta_mb(fn, feats, boxes) for op, fn in op_functions(scale).items()}))
