@@ -395,6 +395,18 @@ def _tap_weight(y, row, length):
     return tf.where(row == low, w_low, 0.0) + tf.where(row == high, w_high, 0.0)
 
 
+def _bin_starts(start, bin_size, n_out):
+    """``(K, n_out)``: where each bin starts, torchvision's float32 ``start + p * bin``."""
+    return start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]
+
+
+def _sample_at(base, i, bin_size, grid):
+    """Sample ``i`` (float) of a bin starting at ``base``: torchvision's float32
+    ``base + ((i + .5) * bin) / grid``. Windows, weights and taps all use this one expression,
+    so that they agree to the last bit."""
+    return base + _div((i + 0.5) * bin_size, grid)
+
+
 def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio, rows=None):
     """Summed bilinear weights of each bin's samples on each grid line: ``(K, n_out, L)``.
 
@@ -404,14 +416,13 @@ def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio, rows=Non
     Sample positions use torchvision's float32 expression
     ``start + p * bin + ((i + .5) * bin) / grid``; each weight is divided by ``max(grid, 1)``.
     """
-    p = tf.range(n_out, dtype=tf.float32)
-    base = start[:, None] + p[None, :] * bin_size[:, None]  # (K, P)
+    base = _bin_starts(start, bin_size, n_out)  # (K, P)
     rows = tf.range(length)[None, None, :] if rows is None else rows
     rows = tf.cast(rows, tf.float32)  # (K or 1, P or 1, L)
     gridf = tf.cast(grid, tf.float32)
     if sampling_ratio > 0:
         i = tf.range(sampling_ratio, dtype=tf.float32)
-        y = base[:, :, None] + _div((i[None, None, :] + 0.5) * bin_size[:, None, None], gridf[:, None, None])
+        y = _sample_at(base[:, :, None], i[None, None, :], bin_size[:, None, None], gridf[:, None, None])
         w = _tap_weight(y[:, :, :, None], rows[:, :, None, :], length)  # (K, P, S, L)
         w = tf.reduce_sum(w, axis=2)
     else:
@@ -434,7 +445,7 @@ def _adaptive_weights(base, bin_size, gridf, rows, length):
     first = tf.clip_by_value(first, 0.0, tf.maximum(gridf - _CANDIDATES, 0.0)[..., None])  # S + (L,)
     i = first[..., None] + tf.range(_CANDIDATES, dtype=tf.float32)  # S + (L, candidates)
     g = gridf[..., None, None]
-    y = base[..., None, None] + _div((i + 0.5) * bin_size[..., None, None], g)
+    y = _sample_at(base[..., None, None], i, bin_size[..., None, None], g)
     length = tf.convert_to_tensor(length)
     w = _tap_weight(y, rows[..., None], length[..., None, None] if length.shape.rank else length)
     return tf.reduce_sum(tf.where(i < g, w, 0.0), axis=-1)
@@ -473,11 +484,11 @@ def _align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned):
     shape = tf.shape(features)
     height, width, channels = shape[1], shape[2], shape[3]
     start_h, start_w, bin_h, bin_w, _, _ = _align_geometry(boxes, ph, pw, scale, s, aligned)
-    i = tf.range(s, dtype=tf.float32) + 0.5
+    i = tf.range(s, dtype=tf.float32)
 
     def axis(start, bin_size, n_out, length):
-        base = start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]  # (K, n)
-        pos = base[:, :, None] + _div(i[None, None, :] * bin_size[:, None, None], float(s))  # (K, n, s)
+        base = _bin_starts(start, bin_size, n_out)  # (K, n)
+        pos = _sample_at(base[:, :, None], i[None, None, :], bin_size[:, None, None], float(s))  # (K, n, s)
         low, high, w_low, w_high = _taps(pos, length)
         index = tf.cast(tf.stack([low, high], axis=-1), tf.int32)  # (K, n, s, 2)
         return index, tf.stack([w_low, w_high], axis=-1)
@@ -521,12 +532,11 @@ def _align_bounds(features, ph, pw):
 def _axis_window(start, bin_size, grid, n_out, length):
     """First grid line and number of lines the samples of each bin can touch: ``(K, n_out)``
     int32 each (0 lines when every sample is outside ``[-1, length]``)."""
-    base = start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]
+    base = _bin_starts(start, bin_size, n_out)
     gridf = tf.cast(grid, tf.float32)[:, None]
     g = tf.maximum(gridf, 1.0)
-    # The first and last sample, with the same float32 expression as _axis_weights.
-    first = base + _div(0.5 * bin_size[:, None], g)
-    last = base + _div((g - 0.5) * bin_size[:, None], g)
+    first = _sample_at(base, 0.0, bin_size[:, None], g)
+    last = _sample_at(base, g - 1.0, bin_size[:, None], g)
     top = tf.cast(length - 1, tf.float32)
     low = tf.clip_by_value(tf.floor(tf.maximum(first, 0.0)), 0.0, top)
     high = tf.clip_by_value(tf.floor(tf.maximum(last, 0.0)) + 1.0, 0.0, top)
@@ -554,7 +564,7 @@ def _window_weights(geometry, low_y, low_x, ph, pw, height, width, span):
     start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
 
     def per_bin(start, bin_size, grid, n_out, length, low):
-        base = start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]
+        base = _bin_starts(start, bin_size, n_out)
         shape = tf.shape(base)
         columns = (base, tf.broadcast_to(bin_size[:, None], shape), tf.broadcast_to(tf.cast(grid, tf.float32)[:, None], shape), tf.fill(shape, length), low)
         return [tf.reshape(t, [-1]) for t in columns]
