@@ -644,8 +644,8 @@ def _align_adaptive_impl(features, boxes, ph, pw, scale, aligned, bounds, spare_
 
         def step(t, acc, index, weight):
             acc = acc + tf.reduce_sum(tf.gather(flat_features, index) * weight[..., None], axis=0)
-            # The next step's taps are computed here and carried: XLA then fuses only the
-            # gathers and adds into the (bins, C) loop instead of redoing index math per channel.
+            # The next step's taps are computed here and carried, so the fused (bins, C) loop
+            # holds only the gathers and adds, not the index math.
             return (t + _ALIGN_UNROLL, acc) + taps(t + _ALIGN_UNROLL)
 
         limit = tf.gather(steps, ks[0])  # sorted: the group's first RoI has the largest window
