@@ -308,9 +308,7 @@ def _pool_dispatch(fast, general, features, boxes, ph, pw, scale, bucket, bounds
     static = (levels_h, levels_w) if argmax else (max_rows, levels_w)
     run_fast = lambda: _bucketed(lambda bx: fast(features, bx, ph, pw, scale, static), boxes, bucket)  # noqa: E731
     run_general = lambda: general(features, boxes, ph, pw, scale)  # noqa: E731
-    if tf.executing_eagerly():
-        return run_fast() if bool(fits) else run_general()
-    return tf.cond(fits, run_fast, run_general)
+    return tf.cond(fits, run_fast, run_general)  # eagerly too, tf.cond runs just the branch taken
 
 
 def roi_pool(features, boxes, output_size, spatial_scale=1.0):
@@ -814,8 +812,6 @@ def _align_adaptive_dispatch(features, boxes, ph, pw, scale, aligned, xla, bucke
         big = tf.where(tf.logical_not(fits))[:, 0]
         return tf.tensor_scatter_nd_update(out, big[:, None], general(tf.gather(boxes, big)))
 
-    if tf.executing_eagerly():
-        return out if bool(all_fit) else patch()
     return tf.cond(all_fit, lambda: out, patch)
 
 
