@@ -21,13 +21,15 @@ WORKLOADS = {
 }
 
 
-def varied_boxes(rng, k, h, w, stride):
-    """RoIs of varied size (log-uniform side from 1 cell to the whole map), in image pixels."""
+def varied_boxes(rng, k, h, w, stride, n_img=1):
+    """RoIs of varied size (log-uniform side from 1 cell to the whole map) inside the map, in image
+    pixels, spread over ``n_img`` images."""
     side = np.exp(rng.uniform(0, np.log(min(h, w)), size=(k, 2)))
     cx, cy = rng.uniform(0, w, k), rng.uniform(0, h, k)
     x1, x2 = np.clip(cx - side[:, 0] / 2, 0, w), np.clip(cx + side[:, 0] / 2, 0, w)
     y1, y2 = np.clip(cy - side[:, 1] / 2, 0, h), np.clip(cy + side[:, 1] / 2, 0, h)
-    return np.stack([np.zeros(k), x1 * stride, y1 * stride, x2 * stride, y2 * stride], 1).astype(np.float32)
+    idx = rng.integers(0, n_img, k)
+    return np.stack([idx, x1 * stride, y1 * stride, x2 * stride, y2 * stride], 1).astype(np.float32)
 
 
 def median_ms(fn, *args, repeats=7):

@@ -6,19 +6,10 @@ import tensorflow as tf
 
 from roi_core import ops, roi_align, roi_pool
 from roi_core.reference import roi_align_ref
+from tests.bench.core_bench import varied_boxes
 from tests.core.compile_modes import eager_compiled
 
 ATOL = 1e-5
-
-
-def varied_boxes(rng, k, n_img, h, w, stride):
-    """RoIs from a cell to the whole map (log-uniform sides), inside the map, in image pixels."""
-    side = np.exp(rng.uniform(0, np.log(min(h, w)), size=(k, 2)))
-    cx, cy = rng.uniform(0, w, k), rng.uniform(0, h, k)
-    x1, x2 = np.clip(cx - side[:, 0] / 2, 0, w), np.clip(cx + side[:, 0] / 2, 0, w)
-    y1, y2 = np.clip(cy - side[:, 1] / 2, 0, h), np.clip(cy + side[:, 1] / 2, 0, h)
-    idx = rng.integers(0, n_img, k)
-    return np.stack([idx, x1 * stride, y1 * stride, x2 * stride, y2 * stride], 1).astype(np.float32)
 
 
 @pytest.mark.parametrize("aligned", [False, True])
@@ -26,7 +17,7 @@ def test_windowed_kernel_matches_reference(aligned):
     # 37 RoIs: three groups of 16, the last one padded; sizes vary so the sort matters.
     rng = np.random.default_rng(7)
     feats = rng.normal(size=(2, 19, 23, 5)).astype(np.float32)
-    boxes = varied_boxes(rng, 37, 2, 19, 23, 4)
+    boxes = varied_boxes(rng, 37, 19, 23, 4, n_img=2)
     bounds = ops._align_bounds(feats, 7, 5)
     fits = ops._align_fits(tf.constant(boxes), 7, 5, 0.25, aligned, 19, 23, bounds)
     assert bool(tf.reduce_all(fits)), "every RoI inside the map must take the kernel"
@@ -37,7 +28,7 @@ def test_windowed_kernel_matches_reference(aligned):
 def test_huge_rois_leave_the_kernel_and_get_patched_in():
     rng = np.random.default_rng(8)
     feats = rng.normal(size=(1, 12, 10, 3)).astype(np.float32)
-    inside = varied_boxes(rng, 20, 1, 12, 10, 1)
+    inside = varied_boxes(rng, 20, 12, 10, 1, n_img=1)
     huge = np.array([[0, -200, -150, 300, 260], [0, -40, 2, 60, 9]], np.float32)  # both far wider than 1.5x the map
     boxes = np.concatenate([inside[:7], huge[:1], inside[7:], huge[1:]])
     bounds = ops._align_bounds(feats, 3, 3)
@@ -56,7 +47,7 @@ def test_huge_rois_leave_the_kernel_and_get_patched_in():
 def test_kernel_inside_callers_xla_and_with_unknown_box_count():
     rng = np.random.default_rng(9)
     feats = rng.normal(size=(2, 16, 16, 4)).astype(np.float32)
-    boxes = varied_boxes(rng, 21, 2, 16, 16, 8)
+    boxes = varied_boxes(rng, 21, 16, 16, 8, n_img=2)
     want = roi_align_ref(feats, boxes, 4, 1 / 8, -1, True)
     jit = tf.function(lambda f, b: roi_align(f, b, 4, 1 / 8, -1, True), jit_compile=True)
     np.testing.assert_allclose(jit(feats, boxes).numpy(), want, atol=ATOL)
@@ -84,7 +75,7 @@ def _adjoint_by_reference(feats, boxes, output_size, scale, sampling_ratio, alig
 def test_roi_align_gradient_is_the_adjoint(sampling_ratio, compiled):
     rng = np.random.default_rng(10)
     feats = rng.normal(size=(2, 6, 7, 3)).astype(np.float32)
-    boxes = np.concatenate([varied_boxes(rng, 9, 2, 6, 7, 1), [[1, -30, -20, 40, 35], [0, 2, 2, 2, 2]]]).astype(np.float32)
+    boxes = np.concatenate([varied_boxes(rng, 9, 6, 7, 1, n_img=2), [[1, -30, -20, 40, 35], [0, 2, 2, 2, 2]]]).astype(np.float32)
     upstream = rng.normal(size=(11, 3, 2, 3)).astype(np.float32)
     want = _adjoint_by_reference(feats, boxes, (3, 2), 1.0, sampling_ratio, False, upstream)
     x = tf.constant(feats)
@@ -118,7 +109,7 @@ def test_eager_bounds_across_map_sizes(monkeypatch, compiled):
     with eager_compiled(compiled):
         for h, w in [(13, 17), (21, 15), (30, 31)]:
             feats = rng.normal(size=(1, h, w, 2)).astype(np.float32)
-            boxes = varied_boxes(rng, 5, 1, h, w, 1)
+            boxes = varied_boxes(rng, 5, h, w, 1, n_img=1)
             np.testing.assert_allclose(roi_align(feats, boxes, size).numpy(), roi_align_ref(feats, boxes, size), atol=ATOL)
             roi_pool(feats, boxes, size)
     assert len(seen["pool"]) >= 2  # traced again for new sizes
