@@ -1,18 +1,28 @@
-"""`roiscope` console entry point. `roiscope [PATH...]` opens the GUI; `roiscope export ...` runs
-the export headless (that path imports no Qt)."""
+"""`roiscope` console entry point. `roiscope [PATH...]` opens the GUI; subcommands run headless
+(those paths import no Qt). Each subcommand lives in its own module with a ``main(argv)``."""
 from __future__ import annotations
 
+import importlib
 import sys
+
+# name -> (module with main(argv), one-line usage)
+SUBCOMMANDS = {
+    "export": ("app.export_cli", "roiscope export IMAGES --annotations PATH --out DIR [options]"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: roiscope [IMAGE_OR_FOLDER ...]"] + [f"       {text}" for _, text in SUBCOMMANDS.values()]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "export":
-        from app.export_cli import main as export_main
-
-        return export_main(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        return module.main(argv[1:])
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: roiscope [IMAGE_OR_FOLDER ...]\n       roiscope export IMAGES --annotations PATH --out DIR [options]")
+        print(usage())
         return 0
     from app.gui.main_window import run_gui
 

@@ -20,9 +20,9 @@ import numpy as np
 
 from app.atomic import atomic_write_bytes, atomic_write_text
 from app.formats.common import relative_stem
-from app.images import capped_for_extraction, read_image
+from app.extraction import extract_features, resolve_extractor
+from app.images import read_image
 from app.pooling import PoolSettings, pool_boxes
-from app.model_files import resolve_extractor
 
 PARTIAL = ".partial"
 MANIFEST_COLUMNS = ["crop", "image", "region_id", "label", "x1", "y1", "x2", "y2", "flags"]
@@ -172,11 +172,10 @@ def export(jobs, options: ExportOptions, images_root=None, progress=None) -> Exp
         summary.images += 1
         if not boxes:
             continue
-        small, factor = capped_for_extraction(rgb)
-        feats = extractor.extract(small, layer)
+        feats = extract_features(extractor, rgb, layer)
         t2 = time.perf_counter()
         corners = np.array([b.corners() for b in boxes], np.float32)
-        pooled = pool_boxes(feats, corners, options.settings, factor)
+        pooled = pool_boxes(feats, corners, options.settings)
         t3 = time.perf_counter()
         n = len(boxes)
         h, w = rgb.shape[:2]

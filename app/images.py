@@ -71,6 +71,23 @@ def _exif_orientation(data: np.ndarray) -> int:
     return 1
 
 
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image as displayed, EXIF orientation applied (orientations 5-8 swap
+    the sides), read from the header when possible. Formats with normalized coordinates (YOLO)
+    refer to this size, as Ultralytics does."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(f"{path}: cannot read the image to get its size")
+    h, w = img.shape[:2]
+    return (h, w) if _exif_orientation(data) in (5, 6, 7, 8) else (w, h)
+
+
 def capped_for_extraction(img: np.ndarray, max_side: int = EXTRACTION_MAX_SIDE):
     """A copy no larger than ``max_side`` and the factor (original px per copy px)."""
     h, w = img.shape[:2]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roi_core.backbones import Extractor, ModelExtractor, get_extractor
+from roi_core.backbones import ModelExtractor
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -26,9 +26,3 @@ def load_user_model(path) -> ModelExtractor:
         raise ValueError(f"{path}: the model has no layer with a 4-D (batch, h, w, channels) output")
     return extractor
 
-
-def resolve_extractor(name) -> Extractor:
-    """A built-in extractor by name, or a user's model given as a file path."""
-    if str(name).lower().endswith(MODEL_SUFFIXES):
-        return load_user_model(name)
-    return get_extractor(name)

@@ -24,16 +24,12 @@ class PoolSettings:
             raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
 
 
-def spatial_scale(features: Features, factor: float = 1.0) -> float:
-    """Feature cells per original-image pixel, including a size cap applied before extraction."""
-    return 1.0 / (features.stride * factor)
-
-
-def pool_boxes(features: Features, boxes_px, settings: PoolSettings, factor: float = 1.0) -> np.ndarray:
-    """``(K, 4)`` pixel boxes of the original image -> ``(K, ph, pw, C)`` float32."""
+def pool_boxes(features: Features, boxes_px, settings: PoolSettings) -> np.ndarray:
+    """``(K, 4)`` pixel boxes of the original image -> ``(K, ph, pw, C)`` float32. ``features``
+    come from ``app.extraction.extract_features`` (stride in original-image pixels)."""
     boxes_px = np.asarray(boxes_px, dtype=np.float32).reshape(-1, 4)
     rows = np.concatenate([np.zeros((len(boxes_px), 1), np.float32), boxes_px], axis=1)
-    scale = spatial_scale(features, factor)
+    scale = features.spatial_scale
     if settings.op == "roi_pool":
         out = roi_pool(features.features, rows, settings.output_size, scale)
     else:

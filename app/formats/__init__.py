@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.formats import coco, csvfmt, labelme, voc, yolo
-from app.formats.common import AnnotationError, image_size, relative_stem
+from app.formats.common import AnnotationError, relative_stem
+from app.images import ImageReadError, image_size
 
 FORMATS = ("labelme", "voc", "yolo", "coco", "csv")
 __all__ = ["FORMATS", "AnnotationError", "ImportResult", "detect_format", "read_annotations", "write_annotations"]
@@ -128,7 +129,7 @@ def read_annotations(path, images, images_root=None, fmt=None) -> ImportResult:
                     raise AnnotationError(f"{f}: no image for this label file")
                 size = image_size(image)
                 boxes = yolo.read(f, classes, size)
-        except AnnotationError as exc:
+        except (AnnotationError, ImageReadError) as exc:
             result.errors.append(str(exc))
             continue
         if image is None:

@@ -36,18 +36,3 @@ def number_text(v: float) -> str:
     v = float(v)
     return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
 
-
-def image_size(path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header when possible."""
-    import cv2
-    import numpy as np
-
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(32)
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise AnnotationError(f"{path}: cannot read the image to get its size")
-    return img.shape[1], img.shape[0]

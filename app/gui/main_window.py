@@ -17,10 +17,10 @@ from app.gui.canvas import Canvas, align_sample_points, pool_cell_lines
 from app.gui.views import ImagePanel, normalize, tile
 from app.gui.worker import FeatureService
 from app.images import IMAGE_SUFFIXES
+from app.extraction import ExtractorRegistry
 from app.model_files import load_user_model
-from app.pooling import OPS, PoolSettings, pool_boxes, spatial_scale
+from app.pooling import OPS, PoolSettings, pool_boxes
 from app.project import Box, Project
-from roi_core.backbones import builtin_extractors, get_extractor
 from roi_core.boxes import roi_align_samples, roi_pool_cells
 
 OP_LABELS = {"roi_pool": "RoIPool", "roi_align": "RoIAlign"}
@@ -54,10 +54,10 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.project = Project()
         self.undo_stack = QtGui.QUndoStack(self)
-        self.service = FeatureService(self)
+        self.extractors = ExtractorRegistry()
+        self.service = FeatureService(self.extractors, self)
         self.rgb = None
         self.features = None  # roi_core Features of the current image
-        self.factor = 1.0
         self.channel = 0
         self.pooled = {}  # op -> (K, ph, pw, C) for the current boxes, in doc order
         self.live = {}  # box id -> corners while a box is being dragged
@@ -157,7 +157,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         # Settings toolbar
         self.extractor_combo = QtWidgets.QComboBox()
-        self.extractor_combo.addItems(builtin_extractors())
+        self.extractor_combo.addItems(self.extractors.names())
         self.layer_combo = QtWidgets.QComboBox()
         self.op_combo = QtWidgets.QComboBox()
         self.op_combo.addItems(list(OP_CHOICES))
@@ -381,11 +381,11 @@ class MainWindow(QtWidgets.QMainWindow):
         h, w = rgb.shape[:2]
         self.status_image.setText(f"image {w}x{h}")
 
-    def _on_features_ready(self, key, feats, factor):
+    def _on_features_ready(self, key, feats):
         doc = self.project.doc()
         if doc is None or key != (str(doc.path), self.extractor_combo.currentText(), self.layer_combo.currentText()):
             return
-        self.features, self.factor = feats, factor
+        self.features = feats
         self.channel = min(self.channel, feats.features.shape[-1] - 1)
         self._show_mosaic()
         self.refresh_pooled()
@@ -409,7 +409,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except ValueError as exc:
             self.show_error(str(exc))
             return None
-        self.service.extractors[ext.name] = ext
+        self.extractors.add(ext)
         if self.extractor_combo.findText(ext.name) < 0:
             self.extractor_combo.addItem(ext.name)
         self.extractor_combo.setCurrentText(ext.name)
@@ -422,13 +422,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _fill_layers(self):
         name = self.extractor_combo.currentText()
         try:
-            ext = self.service.extractors.get(name) or get_extractor(name)  # models are built once
+            ext = self.extractors.get(name)  # models are built once
             layers, default = ext.layers(), ext.default_layer
         except Exception as exc:  # e.g. ImageNet weights unavailable offline
             self.show_error(str(exc))
             layers, default = [], None
-        if name not in ("filters", "pixels") and layers:
-            self.service.extractors[name] = ext
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         self.layer_combo.addItems(layers)
@@ -588,7 +586,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.features is not None and boxes:
             corners = np.array([self.live.get(b.id, b.corners()) for b in boxes], np.float32)
             for op in self.ops():
-                self.pooled[op] = pool_boxes(self.features, corners, self.settings_for(op), self.factor)
+                self.pooled[op] = pool_boxes(self.features, corners, self.settings_for(op))
         self._redraw_pooled(started)
 
     def _apply_live(self):
@@ -604,7 +602,7 @@ class MainWindow(QtWidgets.QMainWindow):
         corners = np.array([self.live[bid] for bid in ids], np.float32)
         for op in self.ops():
             if op in self.pooled and len(self.pooled[op]) == len(boxes):
-                fresh = pool_boxes(self.features, corners, self.settings_for(op), self.factor)
+                fresh = pool_boxes(self.features, corners, self.settings_for(op))
                 for j, bid in enumerate(ids):
                     self.pooled[op][index[bid]] = fresh[j]
         self._redraw_pooled(started)
@@ -700,7 +698,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         box = self.current_boxes()[sel]
         x1, y1, x2, y2 = self.live.get(box.id, box.corners())
-        s = spatial_scale(self.features, self.factor)
+        s = self.features.spatial_scale
         self.channel_panel.set_outline((x1 * s, y1 * s, (x2 - x1) * s, (y2 - y1) * s))
 
     def _show_grid_overlay(self):
@@ -710,7 +708,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         box = self.current_boxes()[sel]
         corners = self.live.get(box.id, box.corners())
-        scale = spatial_scale(self.features, self.factor)
+        scale = self.features.spatial_scale
         stride = 1.0 / scale
         size = self.size_spin.value()
         lines = points = None
@@ -782,7 +780,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if 0 <= x < w and 0 <= y < h:
                 parts.append("RGB " + ",".join(str(int(v)) for v in self.rgb[int(y), int(x)]))
         if self.features is not None:
-            s = spatial_scale(self.features, self.factor)
+            s = self.features.spatial_scale
             fh, fw = self.features.features.shape[1:3]
             fx, fy = int(x * s), int(y * s)
             if 0 <= fx < fw and 0 <= fy < fh:
@@ -796,7 +794,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.features is not None:
             _, fh, fw, c = self.features.features.shape
             parts.append(f"features {fw}x{fh}x{c}")
-            parts.append(f"stride {1 / spatial_scale(self.features, self.factor):.3g} (scale {spatial_scale(self.features, self.factor):.4g})")
+            parts.append(f"stride {self.features.stride:.3g} (scale {self.features.spatial_scale:.4g})")
         self.status_image.setText("   ".join(parts))
 
     def _on_colormap(self, name):

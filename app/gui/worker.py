@@ -8,14 +8,14 @@ from PySide6 import QtCore
 
 import numpy as np
 
+from app.extraction import extract_features
 from app.images import capped_for_extraction, read_image
 from app.pooling import pool_boxes
-from roi_core.backbones import get_extractor
 
 
 class _Signals(QtCore.QObject):
     image_ready = QtCore.Signal(int, str, object)  # job, path, (rgb, display copy)
-    features_ready = QtCore.Signal(int, object, object, float)  # job, key, Features, factor
+    features_ready = QtCore.Signal(int, object, object)  # job, key, Features
     failed = QtCore.Signal(int, str, str)  # job, path, message
 
 
@@ -27,11 +27,11 @@ def _emit(signal, *args):
 
 
 class _Job(QtCore.QRunnable):
-    def __init__(self, job_id, path, extractor, layer, want_image, signals, extractors, warm=(), counts=(1,)):
+    def __init__(self, job_id, path, extractor, layer, want_image, signals, registry, warm=(), counts=(1,)):
         super().__init__()
         self.job_id, self.path, self.extractor, self.layer = job_id, path, extractor, layer
         self.warm, self.counts = tuple(warm), tuple(counts)
-        self.want_image, self.signals, self.extractors = want_image, signals, extractors
+        self.want_image, self.signals, self.registry = want_image, signals, registry
         self.cancelled = False
 
     def run(self):
@@ -39,21 +39,18 @@ class _Job(QtCore.QRunnable):
             return
         try:
             rgb = read_image(self.path)
-            small, factor = capped_for_extraction(rgb)  # also the display copy of a huge image
+            capped = capped_for_extraction(rgb)  # also the display copy of a huge image
             if self.want_image:
-                _emit(self.signals.image_ready, self.job_id, str(self.path), (rgb, small))
+                _emit(self.signals.image_ready, self.job_id, str(self.path), (rgb, capped[0]))
             if self.cancelled:
                 return
-            ext = self.extractors.get(self.extractor)
-            if ext is None:
-                ext = self.extractors[self.extractor] = get_extractor(self.extractor)
-            feats = ext.extract(small, self.layer)
+            feats = extract_features(self.registry.get(self.extractor), rgb, self.layer, capped)
             for settings in self.warm:  # trace/compile pooling here, not on the GUI thread
                 # Compiled kernels are built per feature shape and per box-count bucket.
                 for count in self.counts:
-                    pool_boxes(feats, np.zeros((count, 4), np.float32), settings, factor)
+                    pool_boxes(feats, np.zeros((count, 4), np.float32), settings)
             if not self.cancelled:
-                _emit(self.signals.features_ready, self.job_id, (str(self.path), self.extractor, self.layer), feats, factor)
+                _emit(self.signals.features_ready, self.job_id, (str(self.path), self.extractor, self.layer), feats)
         except Exception as exc:  # any failure is shown to the user; the app goes on
             message = str(exc) or traceback.format_exc(limit=1)
             _emit(self.signals.failed, self.job_id, str(self.path), message)
@@ -61,16 +58,16 @@ class _Job(QtCore.QRunnable):
 
 class FeatureService(QtCore.QObject):
     image_ready = QtCore.Signal(str, object)
-    features_ready = QtCore.Signal(object, object, float)
+    features_ready = QtCore.Signal(object, object)
     failed = QtCore.Signal(str, str)
     busy_changed = QtCore.Signal(bool)
 
-    def __init__(self, parent=None):
+    def __init__(self, registry, parent=None):
         super().__init__(parent)
         self.pool = QtCore.QThreadPool(self)
         self.pool.setMaxThreadCount(1)  # TensorFlow uses the cores; one job at a time
         self.cache = {}
-        self.extractors = {}
+        self.registry = registry
         self.signals = _Signals()
         self.signals.image_ready.connect(self._image_ready)
         self.signals.features_ready.connect(self._features_ready)
@@ -85,10 +82,9 @@ class FeatureService(QtCore.QObject):
         self.cancel()
         key = (str(path), extractor, layer)
         self._next_id += 1
-        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.extractors, warm, counts)
+        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.registry, warm, counts)
         if key in self.cache and not want_image:
-            feats, factor = self.cache[key]
-            self.features_ready.emit(key, feats, factor)
+            self.features_ready.emit(key, self.cache[key])
             return
         self._job = job
         self.busy_changed.emit(True)
@@ -111,14 +107,14 @@ class FeatureService(QtCore.QObject):
                 self._job.cancelled = True
                 self._job = None
                 self.busy_changed.emit(False)
-                self.features_ready.emit(key, *self.cache[key])
+                self.features_ready.emit(key, self.cache[key])
 
-    def _features_ready(self, job_id, key, feats, factor):
-        self.cache[key] = (feats, factor)
+    def _features_ready(self, job_id, key, feats):
+        self.cache[key] = feats
         if self._current(job_id):
             self._job = None
             self.busy_changed.emit(False)
-            self.features_ready.emit(key, feats, factor)
+            self.features_ready.emit(key, feats)
 
     def _failed(self, job_id, path, message):
         if self._current(job_id):

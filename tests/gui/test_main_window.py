@@ -236,7 +236,7 @@ def test_worker_warms_pooling_for_both_ops_and_the_box_counts_the_window_will_us
 
     warmed = []
     real = worker.pool_boxes
-    monkeypatch.setattr(worker, "pool_boxes", lambda feats, boxes, settings, factor: warmed.append((len(boxes), settings.op)) or real(feats, boxes, settings, factor))
+    monkeypatch.setattr(worker, "pool_boxes", lambda feats, boxes, settings: warmed.append((len(boxes), settings.op)) or real(feats, boxes, settings))
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
     n = len(window.current_boxes())
