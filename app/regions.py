@@ -5,6 +5,9 @@ import math
 from dataclasses import dataclass, replace
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass(frozen=True)
 class Box:
     """A region in image pixels, corners ordered (x1 <= x2, y1 <= y2)."""
@@ -44,6 +47,14 @@ class Box:
 
     def relabeled(self, label):
         return replace(self, label=str(label))
+
+    def problem(self) -> str | None:
+        """Why this box cannot be pooled, or None. Coordinates that are finite in Python but
+        overflow float32 (1e300 in a hand-edited file) are kept, so that writing back loses
+        nothing, but every consumer skips them and names the box instead of failing the image."""
+        if any(abs(v) > FLOAT32_MAX for v in self.corners()):
+            return f"coordinates {list(self.corners())} are beyond the float32 range"
+        return None
 
     def flags(self, width, height):
         """Conditions worth flagging in a manifest: zero area, partly or fully outside."""
