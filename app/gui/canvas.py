@@ -120,6 +120,8 @@ class Canvas(pg.GraphicsView):
         self.view.addItem(self.outlines, ignoreBounds=True)
         self.labels = []
         self.boxes = {}  # id -> Box, in document order
+        self._corners = np.zeros((0, 4))  # for hit tests; empty until boxes are set
+        self._ids = np.zeros(0, np.int64)
         self.image_size = None
         self.editor = None
         self.selected = -1
@@ -151,6 +153,17 @@ class Canvas(pg.GraphicsView):
         self.view.draw_mode = bool(on)
         cursor = QtCore.Qt.CursorShape.CrossCursor if on else QtCore.Qt.CursorShape.ArrowCursor
         self.viewport().setCursor(cursor)
+        self._editor_takes_mouse()
+
+    def _editor_takes_mouse(self):
+        """In draw mode a drag that starts on the selected box draws a new box: the editor and
+        its handles let the mouse through to the view."""
+        if self.editor is None:
+            return
+        buttons = QtCore.Qt.MouseButton.NoButton if self.view.draw_mode else QtCore.Qt.MouseButton.LeftButton
+        self.editor.setAcceptedMouseButtons(buttons)
+        for handle in self.editor.getHandles():
+            handle.setAcceptedMouseButtons(buttons)
 
     # --- boxes ---
     def set_boxes(self, boxes):
@@ -194,6 +207,7 @@ class Canvas(pg.GraphicsView):
             self.editor.sigRegionChangeFinished.connect(self._change_finished)
             self.editor.sigClicked.connect(self._editor_clicked)
             self.view.addItem(self.editor)
+            self._editor_takes_mouse()
         elif tuple(round(v, 6) for v in self.editor.corners()) != tuple(round(v, 6) for v in box.corners()):
             self.editor.blockSignals(True)
             self.editor.set_corners(*box.corners())
@@ -229,6 +243,8 @@ class Canvas(pg.GraphicsView):
 
     def begin_move(self, x, y):
         """A drag started at (x, y) outside the editor: grab the box there, if any."""
+        if self.image_size is None:
+            return False
         hit = self.box_at(x, y)
         if hit < 0:
             return False
@@ -271,27 +287,3 @@ class Canvas(pg.GraphicsView):
         p = self.view.mapSceneToView(pos)
         self.cursor_moved.emit(p.x(), p.y())
 
-
-def pool_cell_lines(cells, stride):
-    """Segments outlining RoIPool's bin cells (feature cell ranges) in image pixels."""
-    rows, cols = cells["rows"], cells["cols"]
-    segs = []
-    x_lo, x_hi = cols.min() * stride, cols.max() * stride
-    y_lo, y_hi = rows.min() * stride, rows.max() * stride
-    for r0, r1 in rows:
-        for y in (r0, r1):
-            segs += [(x_lo, y * stride), (x_hi, y * stride)]
-    for c0, c1 in cols:
-        for x in (c0, c1):
-            segs += [(x * stride, y_lo), (x * stride, y_hi)]
-    return np.array(segs, dtype=np.float64).reshape(-1, 2)
-
-
-def align_sample_points(samples, stride):
-    """RoIAlign's sample points in image pixels (feature coordinate y -> (y + 0.5) * stride)."""
-    ys = samples["ys"].ravel()
-    xs = samples["xs"].ravel()
-    if ys.size == 0 or xs.size == 0:
-        return np.zeros((0, 2))
-    gx, gy = np.meshgrid(xs, ys)
-    return np.stack([(gx.ravel() + 0.5) * stride, (gy.ravel() + 0.5) * stride], axis=1)

@@ -42,7 +42,7 @@ def run():
     win.resize(1280, 800)
     win.show()
     win.open_paths([tmp / "drag.png"])
-    wait(lambda: win.features is not None)
+    wait(lambda: win.inspection.features is not None)
     bid = win.current_boxes()[0].id
     x1, y1, x2, y2 = win.current_boxes()[0].corners()
     latencies = []
@@ -69,7 +69,7 @@ def run():
     wait(lambda: win.rgb is not None)
     app.processEvents()
     first_paint = time.perf_counter() - start
-    wait(lambda: win.features is not None)
+    wait(lambda: win.inspection.features is not None)
     features_s = time.perf_counter() - start
     win.close()
 

@@ -1,0 +1,36 @@
+"""Small Qt helpers shared by the panels."""
+from __future__ import annotations
+
+import sys
+import traceback
+from contextlib import contextmanager
+
+
+@contextmanager
+def qt_signals_blocked(*objects):
+    """Update widgets from the model without their change signals echoing back (as napari's)."""
+    previous = [obj.blockSignals(True) for obj in objects]
+    try:
+        yield
+    finally:
+        for obj, was in zip(objects, previous):
+            obj.blockSignals(was)
+
+
+def install_last_resort_handler(report):
+    """Route any exception that escapes a Qt slot to ``report(message)`` (the window's banner),
+    instead of a traceback on a terminal nobody reads; the process keeps running. Returns the
+    previous hook so that it can be restored."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if issubclass(kind, KeyboardInterrupt):
+            return previous(kind, value, tb)
+        detail = "".join(traceback.format_exception_only(kind, value)).strip()
+        try:
+            report(f"Something went wrong, and RoIScope kept running; your boxes are kept.\n{detail}")
+        except Exception:  # the window itself is gone: fall back to the terminal
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+    return previous
