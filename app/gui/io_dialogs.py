@@ -30,7 +30,7 @@ class _ExportTask(QtCore.QRunnable):
 
 class AnnotationIO(QtCore.QObject):
     """Import and export for a window: ``window`` provides project, undo_stack, inspection,
-    show_error, statusBar, doc_changed, autosave and the service's thread pool."""
+    show_error, statusBar, doc_changed, saving and the service's thread pool."""
 
     export_finished = QtCore.Signal()
 
@@ -114,7 +114,7 @@ class AnnotationIO(QtCore.QObject):
     def export_regions(self, out_dir, crops=True, fmt="parquet"):
         """The same export as `roiscope export` with the current settings, off the GUI thread."""
         w = self.window
-        w.autosave()
+        w.saving.autosave()
         s = w.inspection.settings
         try:
             options = ExportOptions(out_dir, fmt, crops, 0, s.extractor, s.layer, s.ops[-1],

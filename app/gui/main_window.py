@@ -10,7 +10,6 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app import recovery
 from app.extraction import ExtractorRegistry
 from app.gui import commands
 from app.gui.banner import ErrorBanner
@@ -19,6 +18,7 @@ from app.gui.inspector import InspectorPanels
 from app.gui.io_dialogs import AnnotationIO
 from app.gui.label_picker import LabelPicker
 from app.gui.menus import build_actions
+from app.gui.saving import Saving
 from app.gui.qt_util import install_last_resort_handler, qt_signals_blocked
 from app.gui.settings_bar import SettingsBar
 from app.gui.worker import FeatureService
@@ -71,6 +71,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resizeDocks([self.images_dock, self.inspector_dock], [170, 520], QtCore.Qt.Orientation.Horizontal)
         self.settings_bar = SettingsBar(self.inspection, self.extractors, self.show_error)
         self.io = AnnotationIO(self)
+        self.saving = Saving(self)
 
         self.status_image = QtWidgets.QLabel()
         self.status_cursor = QtWidgets.QLabel()
@@ -88,7 +89,7 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.status_time)
         self.live_timer = self._timer(LIVE_INTERVAL_MS, self._apply_live)
-        self.autosave_timer = self._timer(AUTOSAVE_MS, self.autosave)
+        self.autosave_timer = self._timer(AUTOSAVE_MS, self.saving.autosave)
 
     def _dock(self, title, name, widget, area):
         dock = QtWidgets.QDockWidget(title, self)
@@ -163,7 +164,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_row_changed(self, row):
         if row < 0 or row == self.project.current and self.rgb is not None:
             return
-        self.autosave()
+        self.saving.autosave()
         self.project.current = row
         self._show_current()
 
@@ -256,7 +257,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.canvas.set_boxes(doc.boxes)
             self.inspection.set_boxes(doc.boxes)
         self._refresh_list_item(doc)
-        self._write_journal()
+        self.saving.write_journal()
         self.autosave_timer.start()
 
     def _on_box_drawn(self, x1, y1, x2, y2):
@@ -317,65 +318,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if ok and text.strip():
             self.relabel(box_id, text.strip())
 
-    # ------------------------------------------------------------------ saving
-    def save_current(self):
-        doc = self.project.doc()
-        if doc is None:
-            return True
-        size = (self.rgb.shape[1], self.rgb.shape[0]) if self.rgb is not None else None
-        try:
-            doc.save(size)
-        except Exception as exc:  # disk full, permissions, a path the file system refuses
-            self.show_error(f"Could not save {doc.sidecar.name}; your boxes are kept in memory.\n{exc}")
-            return False
-        self._refresh_list_item(doc)
-        self.statusBar().showMessage(f"Saved {doc.sidecar.name}", 3000)
-        return True
-
-    def autosave(self):
-        for doc in self.project.images:
-            if doc.dirty and not doc.load_error:
-                try:
-                    doc.save()
-                except Exception as exc:
-                    self.show_error(f"Autosave failed for {doc.sidecar.name}; your boxes are kept in memory "
-                                    f"and in the recovery journal.\n{exc}")
-                    break
-                self._refresh_list_item(doc)
-        self._write_journal()
-
-    def _write_journal(self):
-        try:
-            recovery.write(self.project.opened, self.project.images)
-        except Exception as exc:  # the journal is a safety net; failing to write it must not stop editing
-            self.statusBar().showMessage(f"Could not write the recovery journal: {exc}", 5000)
-
-    def offer_recovery(self):
-        """Called at start: if a previous session died with unsaved boxes, offer them back."""
-        found = recovery.read()
-        if not found:
-            return False
-        opened, docs = found
-        names = ", ".join(Path(p).name for p in list(docs)[:3])
-        self.show_error(f"RoIScope closed with unsaved boxes on {len(docs)} image(s) ({names}).",
-                        action=("Recover", lambda: self.recover(opened, docs)), dismiss=recovery.clear)
-        return True
-
-    def recover(self, opened, docs):
-        self.open_paths(opened)
-        for path, boxes in docs.items():
-            doc = self.project.doc_for(path)
-            if doc is None:
-                continue
-            self.undo_stack.beginMacro(f"Recover {doc.path.name}")
-            for b in list(doc.boxes):
-                self.undo_stack.push(commands.remove_box(doc, b.id, self.doc_changed))
-            self.undo_stack.push(commands.add_boxes(doc, boxes, self.doc_changed, "Recover boxes"))
-            self.undo_stack.endMacro()
-        self.banner.hide()
-
     def closeEvent(self, event):
-        self.autosave()  # clears the recovery journal when everything is saved
+        self.saving.autosave()  # clears the recovery journal when everything is saved
         self.service.cancel()
         super().closeEvent(event)
 
@@ -429,7 +373,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def report_unexpected(self, message):
         """What the last-resort handler calls for an exception no slot caught: the banner, and
         the recovery journal brought up to date so that no edit is lost if worse follows."""
-        self._write_journal()
+        self.saving.write_journal()
         self.show_error(message)
 
 
@@ -442,5 +386,5 @@ def run_gui(paths) -> int:
     window.show()
     if paths:
         window.open_paths(paths)
-    window.offer_recovery()
+    window.saving.offer_recovery()
     return app.exec()

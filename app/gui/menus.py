@@ -25,7 +25,7 @@ def build_actions(window) -> SimpleNamespace:
     acts = SimpleNamespace(
         open=action("&Open image...", "Ctrl+O", window.open_image_dialog, sp.SP_DialogOpenButton),
         open_dir=action("Open &folder...", "Ctrl+U", window.open_folder_dialog, sp.SP_DirOpenIcon),
-        save=action("&Save boxes", "Ctrl+S", window.save_current, sp.SP_DialogSaveButton),
+        save=action("&Save boxes", "Ctrl+S", window.saving.save_current, sp.SP_DialogSaveButton),
         next=action("Next image", "D", lambda: window.step(1), sp.SP_ArrowForward),
         prev=action("Previous image", "A", lambda: window.step(-1), sp.SP_ArrowBack),
         draw=action("Draw box (W)", "W", window.canvas.set_draw_mode, sp.SP_FileDialogNewFolder, checkable=True),

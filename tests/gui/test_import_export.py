@@ -103,12 +103,12 @@ def test_crash_recovery_offers_unsaved_boxes(qtbot, sample_dir, monkeypatch):
     second = MainWindow()
     qtbot.addWidget(second)
     second.show()
-    assert second.offer_recovery()
+    assert second.saving.offer_recovery()
     assert "unsaved boxes" in second.last_error and second.banner.action_button.isVisible()
     qtbot.mouseClick(second.banner.action_button, QtCore.Qt.MouseButton.LeftButton)
     wait_features(qtbot, second)
     assert "unsaved one" in [b.label for b in second.current_boxes()]
-    second.autosave()  # saving everything removes the journal
+    second.saving.autosave()  # saving everything removes the journal
     assert recovery.read() is None
     assert "unsaved one" in (sample_dir / "chelsea.json").read_text()
     for w in (first, second):
