@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
 
+from app.gui.qt_util import shown
+
 
 class ErrorBanner(QtWidgets.QFrame):
     def __init__(self, parent=None):
@@ -28,7 +30,7 @@ class ErrorBanner(QtWidgets.QFrame):
 
     def show_message(self, message, action=None, dismiss=None):
         """``action``: optional (button text, callback); ``dismiss``: called on Dismiss."""
-        self.text.setText(message)
+        self.text.setText(shown(message))
         self.action_button.setVisible(action is not None)
         self._action = action[1] if action else None
         self._dismiss = dismiss

@@ -160,10 +160,12 @@ class Canvas(pg.GraphicsView):
         its handles let the mouse through to the view."""
         if self.editor is None:
             return
-        buttons = QtCore.Qt.MouseButton.NoButton if self.view.draw_mode else QtCore.Qt.MouseButton.LeftButton
+        drawing = self.view.draw_mode
+        buttons = QtCore.Qt.MouseButton.NoButton if drawing else QtCore.Qt.MouseButton.LeftButton
         self.editor.setAcceptedMouseButtons(buttons)
+        self.editor.translatable = not drawing  # pyqtgraph claims hover drags for translatable ROIs
         for handle in self.editor.getHandles():
-            handle.setAcceptedMouseButtons(buttons)
+            handle.setVisible(not drawing)  # no resizing while drawing: the handles would take the drag
 
     # --- boxes ---
     def set_boxes(self, boxes):

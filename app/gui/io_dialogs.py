@@ -9,10 +9,11 @@ from PySide6 import QtCore, QtWidgets
 from app.export import ExportOptions, export
 from app.formats import FORMATS, read_annotations, write_annotations
 from app.gui import commands
+from app.gui.qt_util import shown
 
 
 class _ExportSignals(QtCore.QObject):
-    done = QtCore.Signal(object, str)  # summary, error message ("" when fine)
+    done = QtCore.Signal(object, object)  # summary, error message ("" when fine)
 
 
 class _ExportTask(QtCore.QRunnable):
@@ -68,7 +69,7 @@ class AnnotationIO(QtCore.QObject):
                 w.undo_stack.push(commands.add_boxes(doc, boxes, w.doc_changed, "Import boxes"))
             w.undo_stack.endMacro()
         count = sum(len(b) for _, b in docs)
-        w.statusBar().showMessage(f"Imported {count} boxes for {len(docs)} image(s) from {Path(path).name}", 5000)
+        w.statusBar().showMessage(shown(f"Imported {count} boxes for {len(docs)} image(s) from {Path(path).name}"), 5000)
         if result.errors:
             w.show_error("Some annotations were not imported:\n" + "\n".join(result.errors))
         return count
@@ -102,7 +103,7 @@ class AnnotationIO(QtCore.QObject):
         except Exception as exc:
             w.show_error(f"Could not export annotations: {exc or type(exc).__name__}")
             return []
-        w.statusBar().showMessage(f"Wrote {len(written)} file(s) in {fmt} format", 5000)
+        w.statusBar().showMessage(shown(f"Wrote {len(written)} file(s) in {fmt} format"), 5000)
         return written
 
     # ------------------------------------------------------------------ export regions
@@ -126,7 +127,7 @@ class AnnotationIO(QtCore.QObject):
         task = _ExportTask(jobs, options, w.project.root)
         task.signals.done.connect(self._export_done)
         w.progress.setVisible(True)
-        w.statusBar().showMessage(f"Exporting {len(jobs)} image(s) to {out_dir}...")
+        w.statusBar().showMessage(shown(f"Exporting {len(jobs)} image(s) to {out_dir}..."))
         self._task = task
         w.service.pool.start(task)
 
@@ -139,5 +140,5 @@ class AnnotationIO(QtCore.QObject):
         elif summary.failures:
             w.show_error(summary.text())
         else:
-            w.statusBar().showMessage(summary.text().splitlines()[0], 8000)
+            w.statusBar().showMessage(shown(summary.text().splitlines()[0]), 8000)
         self.export_finished.emit()

@@ -19,7 +19,7 @@ from app.gui.io_dialogs import AnnotationIO
 from app.gui.label_picker import LabelPicker
 from app.gui.menus import build_actions
 from app.gui.saving import Saving
-from app.gui.qt_util import install_last_resort_handler, qt_signals_blocked
+from app.gui.qt_util import install_last_resort_handler, qt_signals_blocked, shown
 from app.gui.settings_bar import SettingsBar
 from app.gui.worker import FeatureService
 from app.images import IMAGE_SUFFIXES
@@ -348,7 +348,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _list_text(self, doc):
         mark = "*" if doc.dirty else ""
         warn = " (unreadable)" if doc.path in self.unreadable else (" (!)" if doc.load_error else "")
-        return f"{doc.path.name}{mark}  [{len(doc.boxes)}]{warn}"
+        return shown(f"{doc.path.name}{mark}  [{len(doc.boxes)}]{warn}")
 
     def _refresh_list_item(self, doc):
         try:
@@ -362,7 +362,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_title(self):
         doc = self.project.doc()
-        self.setWindowTitle(f"RoIScope - {doc.path.name}" if doc else "RoIScope")
+        self.setWindowTitle(shown(f"RoIScope - {doc.path.name}") if doc else "RoIScope")
 
     def show_error(self, message, action=None, dismiss=None):
         """Non-blocking message in the banner; the window stays usable. ``action``: optional

@@ -17,6 +17,12 @@ def qt_signals_blocked(*objects):
             obj.blockSignals(was)
 
 
+def shown(text: str) -> str:
+    """Text safe to hand to Qt: a file name of non-UTF-8 bytes (held by Python as surrogate
+    escapes) is shown with U+FFFD for its undecodable bytes, as file managers do."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def install_last_resort_handler(report):
     """Route any exception that escapes a Qt slot to ``report(message)`` (the window's banner),
     instead of a traceback on a terminal nobody reads; the process keeps running. Returns the

@@ -9,6 +9,7 @@ from PySide6 import QtCore
 
 from app import recovery
 from app.gui import commands
+from app.gui.qt_util import shown
 
 
 class Saving(QtCore.QObject):
@@ -28,7 +29,7 @@ class Saving(QtCore.QObject):
             w.show_error(f"Could not save {doc.sidecar.name}; your boxes are kept in memory.\n{exc}")
             return False
         w._refresh_list_item(doc)
-        w.statusBar().showMessage(f"Saved {doc.sidecar.name}", 3000)
+        w.statusBar().showMessage(shown(f"Saved {doc.sidecar.name}"), 3000)
         return True
 
     def autosave(self):
@@ -49,7 +50,7 @@ class Saving(QtCore.QObject):
         try:
             recovery.write(w.project.opened, w.project.images)
         except Exception as exc:  # the journal is a safety net; failing to write it must not stop editing
-            w.statusBar().showMessage(f"Could not write the recovery journal: {exc}", 5000)
+            w.statusBar().showMessage(shown(f"Could not write the recovery journal: {exc}"), 5000)
 
     def offer_recovery(self):
         """Called at start: if a previous session died with unsaved boxes, offer them back."""
