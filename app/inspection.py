@@ -113,7 +113,7 @@ class Inspection:
     def set_channel(self, channel: int) -> None:
         if self.features is None:
             return
-        channel = int(np.clip(channel, 0, self.features.features.shape[-1] - 1))
+        channel = int(np.clip(channel, 0, self.maps.shape[-1] - 1))
         if channel != self.channel:
             self.channel = channel
             self.events.emit("channel")
@@ -126,6 +126,11 @@ class Inspection:
         self.live.pop(box_id, None)
 
     # ------------------------------------------------------------------ pooling
+    @property
+    def maps(self):
+        """The current feature maps, ``(h, w, C)``, or None."""
+        return None if self.features is None else self.features.features[0]
+
     @property
     def ops(self) -> tuple:
         return self.settings.ops
@@ -219,7 +224,7 @@ class Inspection:
         """Every channel, shrunk to about MOSAIC_TILE pixels, per-channel or globally normalized."""
         if self.features is None:
             return None
-        f = self.features.features[0]
+        f = self.maps
         h, w, c = f.shape
         step = max(1, int(np.ceil(max(h, w) / MOSAIC_TILE)))
         small = f[::step, ::step]
@@ -234,9 +239,9 @@ class Inspection:
         """(channel map, levels or None for its own range)."""
         if self.features is None:
             return None, None
-        chan = self.features.features[0, :, :, self.channel]
+        f = self.maps
+        chan = f[:, :, self.channel]
         if self.settings.normalization == "global":
-            f = self.features.features
             return chan, (float(f.min()), float(f.max()) + 1e-9)
         return chan, None
 
@@ -267,7 +272,7 @@ class Inspection:
         size = self.settings.output_size
         lines = points = None
         if "roi_pool" in self.ops:
-            h, w = self.features.features.shape[1:3]
+            h, w = self.maps.shape[:2]
             lines = pool_cell_lines(roi_pool_cells(corners, scale, size, (h, w)), stride)
         if "roi_align" in self.ops:
             samples = roi_align_samples(corners, scale, size, self.settings.sampling_ratio, aligned=True)
@@ -279,16 +284,16 @@ class Inspection:
         if self.features is None:
             return None
         s = self.features.spatial_scale
-        fh, fw = self.features.features.shape[1:3]
+        fh, fw = self.maps.shape[:2]
         fx, fy = int(np.floor(x * s)), int(np.floor(y * s))
         if 0 <= fx < fw and 0 <= fy < fh:
-            return f"feature ({fy}, {fx}) = {self.features.features[0, fy, fx, self.channel]:.4g}"
+            return f"feature ({fy}, {fx}) = {self.maps[fy, fx, self.channel]:.4g}"
         return None
 
     def features_text(self) -> str:
         if self.features is None:
             return ""
-        _, fh, fw, c = self.features.features.shape
+        fh, fw, c = self.maps.shape
         return f"features {fw}x{fh}x{c}   stride {self.features.stride:.3g} (scale {self.features.spatial_scale:.4g})"
 
 

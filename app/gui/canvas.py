@@ -5,6 +5,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui.qt_util import qt_signals_blocked
+
 BOX_PEN = pg.mkPen((255, 200, 0), width=2, cosmetic=True)
 SELECTED_PEN = pg.mkPen((0, 220, 255), width=3, cosmetic=True)
 GRID_PEN = pg.mkPen((255, 80, 80, 200), width=1, cosmetic=True)
@@ -211,9 +213,8 @@ class Canvas(pg.GraphicsView):
             self.view.addItem(self.editor)
             self._editor_takes_mouse()
         elif tuple(round(v, 6) for v in self.editor.corners()) != tuple(round(v, 6) for v in box.corners()):
-            self.editor.blockSignals(True)
-            self.editor.set_corners(*box.corners())
-            self.editor.blockSignals(False)
+            with qt_signals_blocked(self.editor):
+                self.editor.set_corners(*box.corners())
         self.editor.set_label(box.label)
 
     def box_at(self, x, y):

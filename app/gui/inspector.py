@@ -92,7 +92,8 @@ class InspectorPanels(QtWidgets.QSplitter):
             panel.setVisible(op in insp.ops)
             grid = insp.grid(op)
             if grid is None:
-                panel.blank(f"{OP_LABELS[op]}: select a box")
+                waiting = box is not None and insp.features is None
+                panel.blank(f"{OP_LABELS[op]}: " + ("waiting for the feature maps" if waiting else "select a box"))
                 continue
             if box.problem():
                 panel.blank(f"{OP_LABELS[op]}: box {box.id} cannot be pooled")
@@ -107,7 +108,8 @@ class InspectorPanels(QtWidgets.QSplitter):
         insp = self.inspection
         self.gallery_layout = insp.gallery()
         if self.gallery_layout is None:
-            self.gallery.blank("Gallery: no regions yet (press W and drag on the image)")
+            waiting = insp.boxes and insp.features is None
+            self.gallery.blank("Gallery: waiting for the feature maps" if waiting else "Gallery: no regions yet (press W and drag on the image)")
             return
         self.gallery.show_array(self.gallery_layout.image, levels=(0, 1))
         self.gallery.set_title(f"Gallery: {self.gallery_layout.count} regions, {insp.channel_name()} (click to select)")
@@ -122,7 +124,7 @@ class InspectorPanels(QtWidgets.QSplitter):
             self.channel_panel.blank("Channel")
             return
         self.mosaic.show_array(self.mosaic_layout.image, levels=(0, 1))
-        _, h, w, c = insp.features.features.shape
+        h, w, c = insp.maps.shape
         self.mosaic.set_title(f"{c} channels, {w}x{h} (click one)")
         self.mosaic.set_outline(self.mosaic_layout.tile_rect(insp.channel))
         self.show_channel()
