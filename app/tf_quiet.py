@@ -3,7 +3,8 @@
 TensorFlow 2.21 writes lines such as "All log messages before absl::InitializeLog() is called
 are written to STDERR", "Could not find cuda drivers" and the CPU-feature notice straight to
 file descriptor 2 while it is imported, before its log level (``TF_CPP_MIN_LOG_LEVEL``) is in
-force for them. So the import runs with fd 2 sent to a temporary file; what it caught is shown
+force for them, and looking for a GPU logs an error when there is a CUDA build but no driver.
+So the import and the device search run with fd 2 sent to a temporary file; what it caught is shown
 only when the user asks for it (``--verbose``) or when the import fails. Afterwards
 ``TF_CPP_MIN_LOG_LEVEL=2`` (unless the user set it) keeps TensorFlow's info and warning lines
 away; errors still show.
@@ -28,7 +29,10 @@ def import_tensorflow(verbose: bool = False, module: str = "tensorflow"):
         saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
         try:
-            return importlib.import_module(module)
+            tf = importlib.import_module(module)
+            if hasattr(tf, "config"):  # finding the devices logs too ("failed call to cuInit")
+                tf.config.list_physical_devices()
+            return tf
         except BaseException:
             _restore(saved)
             saved = None
