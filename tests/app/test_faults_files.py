@@ -153,3 +153,22 @@ def test_stale_lock_of_a_dead_process_is_taken_over(samples, tmp_path):
     (out / outlock.LOCK_NAME).write_text("999999999\n")  # left by a run that was killed
     summary = export_mod.export(_jobs(samples), export_mod.ExportOptions(out))
     assert summary.regions == 7 and not (out / outlock.LOCK_NAME).exists()
+
+
+def test_lock_held_by_another_process_refuses_and_its_death_frees_the_folder(samples, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from app import outlock; outlock.acquire(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(outlock.OutputInUse, match=f"process {holder.pid}"):
+            export_mod.export(_jobs(samples), export_mod.ExportOptions(out))
+    finally:
+        holder.kill()  # dies without releasing: its lock file stays behind
+        holder.wait()
+    assert (out / outlock.LOCK_NAME).read_text().strip() == str(holder.pid)
+    assert export_mod.export(_jobs(samples), export_mod.ExportOptions(out)).regions == 7
