@@ -1,5 +1,6 @@
 """`roiscope` console entry point. `roiscope [PATH...]` opens the GUI; subcommands run headless
-(those paths import no Qt). Each subcommand lives in its own module with a ``main(argv)``."""
+(those paths import no Qt). Each subcommand lives in its own module with a ``main(argv)``.
+``--verbose`` also shows TensorFlow's start-up log (see ``app.tf_quiet``)."""
 from __future__ import annotations
 
 import importlib
@@ -12,7 +13,7 @@ SUBCOMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: roiscope [IMAGE_OR_FOLDER ...]"] + [f"       {text}" for _, text in SUBCOMMANDS.values()]
+    lines = ["usage: roiscope [--verbose] [IMAGE_OR_FOLDER ...]"] + [f"       {text}" for _, text in SUBCOMMANDS.values()]
     return "\n".join(lines)
 
 
@@ -24,6 +25,11 @@ def main(argv=None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    from app.tf_quiet import import_tensorflow
+
+    import_tensorflow(verbose)  # before the window's modules pull it in with its start-up lines
     from app.gui.main_window import run_gui
 
     return run_gui(argv)
