@@ -118,8 +118,7 @@ class AnnotationIO(QtCore.QObject):
         w.saving.autosave()
         s = w.inspection.settings
         try:
-            options = ExportOptions(out_dir, fmt, crops, 0, s.extractor, s.layer, s.ops[-1],
-                                    (s.output_size, s.output_size), s.sampling_ratio)
+            options = ExportOptions(out_dir, fmt, crops, 0, s.extractor, s.layer, s.pool_settings(s.ops[-1]))
         except Exception as exc:
             w.show_error(f"Cannot export: {exc}")
             return
