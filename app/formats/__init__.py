@@ -21,6 +21,7 @@ from app.formats.matching import ImageIndex
 from app.formats.reading import ReadContext
 from app.formats.registry import FORMATS, FORMATS_TABLE, formats_for_suffix
 from app.formats.report import FileReport, ImportResult
+from app.formats.yolo_dataset import CLASS_LISTS
 from app.formats.writing import per_image_plan, table_plan, _Sizes
 from app.images import is_image
 
@@ -55,7 +56,8 @@ def _plan(folder, fmt, ctx):
     """[(Format, file)] for every annotation file under ``folder``, and the files not read."""
     plan, unread = [], []
     for f in sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts)):
-        if is_image(f) or f.name in DATASET_FILES or f.suffix.lower() in (".yaml", ".yml", ".names", ".data", ".md"):
+        if is_image(f) or f.name in DATASET_FILES + CLASS_LISTS + ("classes.csv",) \
+                or f.suffix.lower() in (".yaml", ".yml", ".names", ".data", ".md"):
             continue
         candidates = [c for c in formats_for_suffix(f.suffix) if fmt is None or c.name == fmt]
         hit = next((c for c in candidates if c.detect(f, ctx)), None)
