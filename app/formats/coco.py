@@ -89,7 +89,9 @@ def _box(path, i, ann, doc):
     if not (isinstance(bbox, list) and len(bbox) == 4):
         raise AnnotationError(f"{path}: annotations[{i}].bbox must be [x, y, width, height], got {bbox!r}")
     cat = ann.get("category_id")
-    label = doc.categories.get(cat, str(cat)) if _hashable(cat) else str(cat)
+    if cat is not None and not _hashable(cat):
+        raise AnnotationError(f"{path}: annotations[{i}].category_id must be an id, got {cat!r}")
+    label = doc.categories.get(cat, str(cat)) if cat is not None else ""
     try:
         x, y, w, h = (float(v) for v in bbox)
     except (TypeError, ValueError) as exc:

@@ -255,17 +255,17 @@ def to_json(image_path, boxes, extra=None, image_size=None, image_ref=None) -> s
     others = extra.pop("_other_shapes", [])
     order = extra.pop("_key_order", None)
     regions = set(extra.pop("_regions", range(len(originals or []))))
-    data = {"version": LABELME_VERSION, "flags": {}}
+    data = {"version": LABELME_VERSION, "flags": {}} if originals is None else {}  # a file read before keeps its keys
     data.update(extra)
     if originals is None:
         data["shapes"] = [_new_shape(b) for b in boxes] + list(others)
+        data.setdefault("imageData", None)
     else:
         data["shapes"] = _shapes(boxes, originals, regions)
     name = Path(image_path).name
     old = data.get("imagePath")
     if not (isinstance(old, str) and old.replace("\\", "/").rsplit("/", 1)[-1] == name):
         data["imagePath"] = str(image_ref) if image_ref else name
-    data.setdefault("imageData", None)
     if image_size is not None:
         data["imageWidth"], data["imageHeight"] = int(image_size[0]), int(image_size[1])
     if order:

@@ -35,24 +35,26 @@ def _json_kind(path, ctx):
 
 
 def _is_labels(path, ctx) -> bool:
+    """A YOLO label file: in a labels/ folder or beside its image (its reader names any problem
+    in it), or every line numbers."""
     path = Path(path)
     if path.name in CLASS_LISTS or path.name.lower().startswith("readme"):
         return False
+    if "labels" in path.parts or any(path.with_name(path.stem + s).exists() for s in IMAGE_SUFFIXES):
+        return True
     try:
         text = path.read_bytes()[:65536].decode("utf-8", "replace")
     except OSError:
         return False
     lines = [line.split() for line in text.splitlines() if line.strip()]
-    if not lines:  # an empty label file: an image without boxes, if it has an image or a labels/ folder
-        return "labels" in path.parts or any(path.with_name(path.stem + s).exists() for s in IMAGE_SUFFIXES)
     for parts in lines[:200]:
         try:
             [float(v) for v in parts]
         except ValueError:
             return False
-        if len(parts) < 5:
+        if len(parts) < 2:
             return False
-    return True
+    return bool(lines)
 
 
 def _is_table(path, ctx) -> bool:
