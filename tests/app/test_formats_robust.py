@@ -116,3 +116,20 @@ def test_reading_a_missing_path_or_unknown_format_is_an_error_not_an_exception(t
     (tmp_path / "x.yaml").write_text("a: 1")
     assert "unknown annotation format" in read_annotations(tmp_path / "x.yaml", []).errors[0]
     assert "format must be one of" in read_annotations(tmp_path, [], fmt="pascal").errors[0]
+
+
+def test_any_exception_from_one_file_is_named_and_the_run_goes_on(folder, monkeypatch):
+    import app.formats.reading as reading
+
+    real = reading.labelme.read
+
+    def flaky(path, derived=False):
+        if path.name == "a.json":
+            raise RuntimeError("disk hiccup")
+        return real(path, derived)
+
+    monkeypatch.setattr(reading.labelme, "read", flaky)
+    (folder / "a.json").write_text(json.dumps({"shapes": [], "imagePath": "a.png"}))
+    got = read_annotations(folder, None)
+    assert [b.label for b in got.boxes[folder / "b.png"]] == ["ok"]
+    assert len(got.errors) == 1 and "a.json" in got.errors[0] and "RuntimeError: disk hiccup" in got.errors[0]
