@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.formats import FORMATS, read_annotations, write_annotations
+from app.atomic import atomic_write_bytes
+from app.formats import FORMATS, labelme, read_annotations, write_annotations
 from app.formats.common import printable
 from app.images import is_image
 
@@ -42,6 +43,26 @@ def collect_images(paths):
     return images, root, problems
 
 
+def _extract_embedded(result, out, overwrite, problems):
+    """Images that exist only as labelme ``imageData`` are written into ``out``, so the converted
+    annotations point at a real file. -> {original path: extracted path}."""
+    moved = {}
+    for image, source in result.embedded.items():
+        dest = out / image.name
+        try:
+            data = labelme.embedded_image(source)
+            if dest.exists() and not overwrite:
+                raise FileExistsError(f"{printable(dest)} exists (use --overwrite)")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dest, data)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{printable(source)}: cannot extract its embedded image ({exc})")
+            continue
+        moved[image] = dest
+        print(f"Extracted the image embedded in {printable(source)} to {printable(dest)}")
+    return moved
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     ann = Path(args.annotations)
@@ -50,8 +71,9 @@ def main(argv=None) -> int:
     result = read_annotations(ann, images, root, args.fmt)
     print(result.summary_text())
     problems += result.errors
-    entries = [(img, boxes, result.sizes.get(img)) for img, boxes in result.boxes.items()]
     out = Path(args.out)
+    moved = _extract_embedded(result, out, args.overwrite, problems)
+    entries = [(moved.get(img, img), boxes, result.sizes.get(img)) for img, boxes in result.boxes.items()]
     target = out / TABLE_FILES[args.to] if args.to in TABLE_FILES else out
     written = []
     if entries:

@@ -214,3 +214,21 @@ def test_convert_cli_is_a_roiscope_subcommand(dataset, tmp_path):
     root = dataset("tf_od")
     assert main(["convert", str(root), "--to", "voc", "--out", str(tmp_path / "v")]) == 0
     assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["raccoon-1.xml", "raccoon-2.xml"]
+
+
+def test_convert_extracts_an_image_that_exists_only_as_image_data(dataset, tmp_path):
+    root = dataset("labelme_imagedata")
+    out = tmp_path / "out"
+    assert convert([str(root), "--to", "labelme", "--out", str(out)]) == 0
+    image = out / "embedded_only.png"
+    assert cv2_size(image) == (6, 4)
+    data = json.loads((out / "embedded_only.json").read_text())
+    assert (out / data["imagePath"]).resolve() == image.resolve()
+    assert [s["points"] for s in data["shapes"]] == [[[1.0, 1.0], [4.0, 3.0]]]
+
+
+def cv2_size(path):
+    import cv2
+
+    img = cv2.imread(str(path))
+    return img.shape[1], img.shape[0]
