@@ -68,6 +68,8 @@ def _plan(folder, fmt, ctx):
                 hit = candidates[0]  # broken JSON: let its reader name the problem
         if hit is not None:
             plan.append((hit, f))
+            if hit.name == "labelme":
+                ctx.json_cache.pop(f, None)  # its reader parses it again; do not hold every sidecar
         elif candidates or f.suffix.lower() in (".json", ".xml", ".txt", ".csv"):
             unread.append(f)
     # COCO datasets before results lists, so results find their image ids
@@ -76,8 +78,14 @@ def _plan(folder, fmt, ctx):
 
 
 def _default_images(path, images_root):
-    base = Path(images_root) if images_root else (path if path.is_dir() else path.parent)
-    return sorted(p for p in base.rglob("*") if p.is_file() and is_image(p))
+    """Every image under ``images_root``, else under the dataset folder (for a file: its folder,
+    or the one above when that has none, as for ``annotations/instances.json``)."""
+    bases = [Path(images_root)] if images_root else ([path] if path.is_dir() else [path.parent, path.parent.parent])
+    for base in bases:
+        found = sorted(p for p in base.rglob("*") if p.is_file() and is_image(p))
+        if found:
+            return found
+    return []
 
 
 def read_annotations(path, images, images_root=None, fmt=None) -> ImportResult:

@@ -170,7 +170,7 @@ def to_json(entries, header=None) -> str:
             old = json.loads(b.attr("coco_ann")).get("id") if b.attr("coco_ann") else None
             ann_id = old if _hashable(old) and old not in seen_ann else next(new_ann)
             seen_ann.add(ann_id)
-            annotations.append(_annotation(b, img["id"], cat_id[b.label] if b.label in cat_id else cat_id.setdefault(b.label, len(cat_id) + 1), ann_id))
+            annotations.append(_annotation(b, img["id"], cat_id[b.label], ann_id))
     data = {k: v for k, v in header.items() if k not in ("images", "annotations", "categories")}
     data.update(images=images, annotations=annotations, categories=cats)
     return json_text(data, indent=1)

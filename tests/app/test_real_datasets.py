@@ -278,3 +278,9 @@ def test_a_dataset_root_with_several_formats_reads_all_and_says_so(dataset, tmp_
     assert any("several formats" in n for n in got.notes) and "several formats" in got.summary_text()
     only = read_annotations(root, None, fmt="voc")
     assert [r.fmt for r in only.files] == ["voc", "voc"]
+
+
+def test_a_coco_file_in_annotations_finds_images_in_the_dataset_folder(dataset):
+    root = dataset("coco_cvat")
+    got = read_annotations(root / "annotations" / "instances_default.json", None)
+    assert got.errors == [] and len(got.boxes) == 3
