@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.atomic import atomic_write_text
-from app.formats.common import AnnotationError, FLOAT32_NOTE, corners_key, finite_box, json_text, unchanged
+from app.formats.common import AnnotationError, FLOAT32_NOTE, finite_box, json_text, unchanged
 from app.formats.labelme import load_json
 
 
@@ -102,7 +102,6 @@ def _box(path, i, ann, doc):
     if "score" in ann:
         attrs.append(("score", str(ann["score"])))
     box = finite_box(path, f"annotations[{i}].bbox", x, y, x + w, y + h, label=label, attrs=attrs)
-    box = type(box)(*box.corners(), box.label, box.id, box.attrs + (("orig", corners_key(box.corners())),))
     if box.problem():
         doc.warnings.append(f"annotations[{i}] of {path.name}: {FLOAT32_NOTE}")
     return box

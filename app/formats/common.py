@@ -22,7 +22,10 @@ def finite_box(source, where, xa, ya, xb, yb, label, attrs=()):
         raise AnnotationError(f"{source}: {where}: coordinates must be numbers, got {[xa, ya, xb, yb]!r}") from exc
     if not all(math.isfinite(v) for v in values):
         raise AnnotationError(f"{source}: {where}: coordinates must be finite, got {values}")
-    return Box.from_corners(*values, label=label, attrs=attrs)
+    xa, ya, xb, yb = values
+    corners = (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
+    # "orig": the corners as read, so writers can tell an untouched box and keep its source text
+    return Box(*corners, str(label), 0, tuple(attrs) + (("orig", corners_key(corners)),))
 
 
 def bounds(source, where, points):

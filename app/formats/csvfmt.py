@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.atomic import atomic_write_bytes
-from app.formats.common import AnnotationError, FLOAT32_NOTE, corners_key, encode_text, finite_box, number_text, unchanged
+from app.formats.common import AnnotationError, FLOAT32_NOTE, encode_text, finite_box, number_text, unchanged
 
 HEADER = ["image", "label", "x1", "y1", "x2", "y2"]
 ALIASES = {
@@ -122,7 +122,6 @@ def _row(path, n, row, doc):
             raise AnnotationError(f"{path}: line {n}: coordinates must be numbers, got {coords!r}") from exc
     attrs = (("csv_row", json.dumps(row)), ("csv_layout", json.dumps(doc.layout)))
     box = finite_box(path, f"line {n}", *coords, label=get.get("label", ""), attrs=attrs)
-    box = type(box)(*box.corners(), box.label, box.id, box.attrs + (("orig", corners_key(box.corners())),))
     if box.problem():
         doc.warnings.append(f"line {n} of {path.name}: {FLOAT32_NOTE}")
     boxes.append(box)

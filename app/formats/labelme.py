@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from app.atomic import atomic_write_text
-from app.formats.common import (AnnotationError, bounds, corners_key, finite_box, json_text, unchanged,
+from app.formats.common import (AnnotationError, bounds, finite_box, json_text, unchanged,
                                 FLOAT32_NOTE)
 
 LABELME_VERSION = "5.4.1"
@@ -167,7 +167,7 @@ def _read(path, data, derived) -> LabelmeDoc:
 
 def _stamp(box, index, shape):
     attrs = dict(box.attrs)
-    attrs.update(labelme_index=str(index), labelme_shape=fingerprint(shape), orig=corners_key(box.corners()))
+    attrs.update(labelme_index=str(index), labelme_shape=fingerprint(shape))
     return type(box)(box.x1, box.y1, box.x2, box.y2, box.label, box.id, tuple(attrs.items()))
 
 

@@ -11,6 +11,11 @@ from pathlib import Path
 from app.images import is_image
 
 
+def _abs(path) -> Path:
+    """Absolute and normalized, without resolving symlinks (realpath costs a stat per part)."""
+    return Path(os.path.abspath(path))
+
+
 def _key(path: Path) -> str:
     return os.path.normcase(str(path))
 
@@ -22,11 +27,11 @@ def _stem_key(path: Path) -> str:
 class ImageIndex:
     def __init__(self, images, root=None):
         self.images = [Path(p) for p in images]
-        self.root = Path(root).resolve() if root else None
+        self.root = _abs(root) if root else None
         self.by_abs, self.by_abs_stem, self.by_rel, self.by_rel_stem = {}, {}, {}, {}
         self.by_name, self.by_stem = {}, {}
         for image in self.images:
-            full = image.resolve()
+            full = _abs(image)
             self.by_abs[_key(full)] = image
             self.by_abs_stem.setdefault(_stem_key(full), []).append(image)
             if self.root is not None:
@@ -56,7 +61,7 @@ class ImageIndex:
             return None
         has_suffix = is_image(Path(text))
         if base is not None and not text.startswith("/") and ":" not in text[:3]:
-            full = (Path(base) / text).resolve()
+            full = _abs(Path(base) / text)
             hit = self.by_abs.get(_key(full)) if has_suffix else self._one(self.by_abs_stem.get(_key(full)))
             if hit is not None:
                 return hit
@@ -74,7 +79,7 @@ class ImageIndex:
         with ``labels`` -> ``images`` (Ultralytics), same folder, same place relative to the
         annotation root, then the name written inside the file, then a unique stem."""
         ann_file = Path(ann_file)
-        full = ann_file.resolve().with_suffix("")
+        full = _abs(ann_file).with_suffix("")
         candidates = [full]
         parts = list(full.parts)
         for i in range(len(parts) - 1, -1, -1):
@@ -88,7 +93,7 @@ class ImageIndex:
                 return hit
         if ann_root is not None:
             try:
-                rel = ann_file.resolve().relative_to(Path(ann_root).resolve()).with_suffix("").as_posix()
+                rel = _abs(ann_file).relative_to(_abs(ann_root)).with_suffix("").as_posix()
             except ValueError:
                 rel = None
             if rel is not None:

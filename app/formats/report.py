@@ -57,9 +57,9 @@ class ImportResult:
     def box_count(self) -> int:
         return sum(len(v) for v in self.boxes.values())
 
-    def summary_text(self, max_details=20) -> str:
-        """Several lines: totals, one line per file, then the skipped shapes, warnings and
-        refusals by name (the first ``max_details`` of each kind)."""
+    def summary_text(self, max_details=20, max_files=50) -> str:
+        """Several lines: totals, one line per file (the first ``max_files``), then the skipped
+        shapes, warnings and refusals by name (the first ``max_details`` of each kind)."""
         derived = sum(r.derived for r in self.files)
         skipped = [f"{printable(r.path)}: {s}" for r in self.files for s in r.skipped]
         warnings = [f"{printable(r.path)}: {w}" for r in self.files for w in r.warnings]
@@ -68,7 +68,9 @@ class ImportResult:
                  f"from {len(self.files) - len(refused)} of {len(self.files)} file(s); {derived} derived from other shapes, "
                  f"{len(skipped)} shape(s) skipped, {len(refused)} file(s) refused."]
         lines += [f"  note: {n}" for n in self.notes]
-        lines += ["  " + r.line() for r in self.files]
+        lines += ["  " + r.line() for r in self.files[:max_files]]
+        if len(self.files) > max_files:
+            lines.append(f"  ... and {len(self.files) - max_files} more file(s)")
         file_errors = {f"{printable(r.path)}: {r.refused}" for r in refused}
         for title, items in (("skipped", skipped), ("warning", warnings),
                              ("problem", [e for e in self.errors if e not in file_errors] + sorted(file_errors))):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.atomic import atomic_write_bytes
-from app.formats.common import (AnnotationError, FLOAT32_NOTE, corners_key, finite_box, number_text, printable,
+from app.formats.common import (AnnotationError, FLOAT32_NOTE, finite_box, number_text, printable,
                                 unchanged)
 
 OBJECT_FLAGS = ("pose", "truncated", "difficult", "occluded")
@@ -72,7 +72,6 @@ def _read(path, root) -> VocDoc:
         attrs = [(k, (obj.findtext(k) or "").strip()) for k in OBJECT_FLAGS if obj.find(k) is not None]
         attrs.append(("voc_object", _canonical(obj)))
         box = finite_box(path, f"object[{i}].bndbox", *coords, label=name.strip(), attrs=attrs)
-        box = type(box)(*box.corners(), box.label, box.id, box.attrs + (("orig", corners_key(box.corners())),))
         if box.problem():
             doc.warnings.append(f"object[{i}] of {path.name}: {FLOAT32_NOTE}")
         doc.boxes.append(box)

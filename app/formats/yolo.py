@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.atomic import atomic_write_bytes
-from app.formats.common import AnnotationError, FLOAT32_NOTE, corners_key, encode_text, finite_box, number_text, unchanged
+from app.formats.common import AnnotationError, FLOAT32_NOTE, encode_text, finite_box, number_text, unchanged
 
 CLASSES_FILE = "classes.txt"
 
@@ -90,7 +90,6 @@ def read(path, classes, size, kpt_shape=None, report=None):
             elif kind == "pose":
                 attrs.append(("keypoints", " ".join(parts[5:])))
         box = finite_box(path, f"line {n}", *corners, label=label, attrs=attrs)
-        box = type(box)(*box.corners(), box.label, box.id, box.attrs + (("orig", corners_key(box.corners())),))
         if box.problem() and report is not None:
             report.warnings.append(f"line {n} of {path.name}: {FLOAT32_NOTE}")
         boxes.append(box)

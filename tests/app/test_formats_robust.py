@@ -133,3 +133,13 @@ def test_any_exception_from_one_file_is_named_and_the_run_goes_on(folder, monkey
     got = read_annotations(folder, None)
     assert [b.label for b in got.boxes[folder / "b.png"]] == ["ok"]
     assert len(got.errors) == 1 and "a.json" in got.errors[0] and "RuntimeError: disk hiccup" in got.errors[0]
+
+
+def test_summary_of_a_large_import_stays_readable(tmp_path):
+    for i in range(60):
+        make_image(tmp_path / f"im{i}.png", 8, 8)
+        (tmp_path / f"im{i}.json").write_text(json.dumps({"shapes": [{"label": "x", "points": [[0, 0], [1, 1]],
+                                                                         "shape_type": "rectangle"}]}))
+    text = read_annotations(tmp_path, None).summary_text()
+    assert text.startswith("Imported 60 box(es) for 60 image(s) from 60 of 60 file(s)")
+    assert "... and 10 more file(s)" in text and len(text.splitlines()) == 52
