@@ -75,6 +75,11 @@ def find_class_source(folder, stop=None) -> ClassSource:
         for name in YAML_NAMES:
             if (d / name).is_file():
                 return read_yaml(d / name)
+        for other in sorted(d.glob("*.y*ml")):  # Ultralytics dataset files have any name (coco8.yaml)
+            try:
+                return read_yaml(other)
+            except AnnotationError:
+                continue
         if (d / "obj.data").is_file():
             return read_obj_data(d / "obj.data")
         if stop is not None and d == stop:

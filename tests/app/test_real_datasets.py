@@ -284,3 +284,11 @@ def test_a_coco_file_in_annotations_finds_images_in_the_dataset_folder(dataset):
     root = dataset("coco_cvat")
     got = read_annotations(root / "annotations" / "instances_default.json", None)
     assert got.errors == [] and len(got.boxes) == 3
+
+
+def test_an_ultralytics_dataset_file_of_any_name_gives_the_class_names(dataset):
+    root = dataset("ultralytics")
+    (root / "data.yaml").rename(root / "coco8-like.yaml")
+    (root / "notes.yml").write_text("just: notes\n")  # a YAML without names is passed over
+    got = read_annotations(root, None)
+    assert [b.label for b in got.boxes[root / "images/train/street_jpg.rf.5c2f0a.jpg"]] == ["person", "car", "bus"]
