@@ -98,7 +98,7 @@ def read_annotations(path, images, images_root=None, fmt=None) -> ImportResult:
     if fmt is not None and fmt not in FORMATS:
         result.errors.append(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         return result
-    if path.is_file() and path.name in DATASET_FILES:
+    if path.is_file() and (path.name in DATASET_FILES or path.suffix.lower() in (".yaml", ".yml")):
         path = path.parent  # data.yaml / obj.data name their dataset's root
     if not path.exists():
         result.errors.append(f"{printable(path)}: no such file or folder")

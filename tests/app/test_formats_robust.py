@@ -113,8 +113,8 @@ def test_reading_a_missing_path_or_unknown_format_is_an_error_not_an_exception(t
     assert "no such file" in read_annotations(tmp_path / "nope.json", []).errors[0]
     assert "unknown annotation format" in read_annotations(tmp_path, [], fmt=None).errors[0] or \
         "no annotation files" in read_annotations(tmp_path, []).errors[0]
-    (tmp_path / "x.yaml").write_text("a: 1")
-    assert "unknown annotation format" in read_annotations(tmp_path / "x.yaml", []).errors[0]
+    (tmp_path / "x.bin").write_text("a: 1")
+    assert "unknown annotation format" in read_annotations(tmp_path / "x.bin", []).errors[0]
     assert "format must be one of" in read_annotations(tmp_path, [], fmt="pascal").errors[0]
 
 

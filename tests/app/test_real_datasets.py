@@ -290,5 +290,5 @@ def test_an_ultralytics_dataset_file_of_any_name_gives_the_class_names(dataset):
     root = dataset("ultralytics")
     (root / "data.yaml").rename(root / "coco8-like.yaml")
     (root / "notes.yml").write_text("just: notes\n")  # a YAML without names is passed over
-    got = read_annotations(root, None)
+    got = read_annotations(root / "coco8-like.yaml", None)  # the dataset file names its root
     assert [b.label for b in got.boxes[root / "images/train/street_jpg.rf.5c2f0a.jpg"]] == ["person", "car", "bus"]
