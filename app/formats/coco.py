@@ -138,9 +138,8 @@ def _annotation(b, image_id, cat_id, ann_id):
         ann["area"] = b.width * b.height
         if ann.get("segmentation"):
             ann["segmentation"] = []  # the outline no longer matches the moved box
-    ann.setdefault("area", b.width * b.height)
-    ann.setdefault("iscrowd", int(b.attr("iscrowd", 0)))
-    ann.setdefault("segmentation", [])
+    if not b.attr("coco_ann"):  # a new box gets the keys COCO tools expect; a read one keeps its own
+        ann.update(area=b.width * b.height, iscrowd=int(b.attr("iscrowd", 0)), segmentation=[])
     return ann
 
 

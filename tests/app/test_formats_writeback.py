@@ -89,6 +89,14 @@ def test_coco_untouched_write_back_keeps_ids_categories_and_segmentations(datase
         assert again[key] == original[key], key
 
 
+def test_coco_untouched_write_back_adds_no_keys(dataset, tmp_path):
+    root = dataset("mmdetection")
+    original = json.loads((root / "coco_sample.json").read_text())
+    got = read_annotations(root / "coco_sample.json", None)
+    write_annotations("coco", tmp_path / "again.json", entries_of(got), images_root=root, like=got)
+    assert json.loads((tmp_path / "again.json").read_text()) == original
+
+
 def test_coco_moved_box_drops_its_stale_outline_and_keeps_its_ids(dataset, tmp_path):
     root = dataset("coco_cvat")
     got = read_annotations(root, None, images_root=root / "images")

@@ -34,6 +34,8 @@ IMAGES = {
     "tf_od": [("raccoon-1.jpg", 80, 60), ("raccoon-2.jpg", 80, 60)],
     "retinanet": [("images/img_001.jpg", 80, 60), ("images/img_002.jpg", 80, 60), ("images/img_003.jpg", 80, 60)],
     "csv": [(n, 64, 64) for n in ("img0003.jpg", "img0004.jpg", "1.jpg", "2.jpg", "3.jpg", "shelf.01.png")],
+    "mmdetection": [("fake1.jpg", 800, 800), ("fake2.jpg", 800, 800), ("fake3.jpg", 800, 800),
+                    ("VOCdevkit/VOC2012/JPEGImages/000001.jpg", 335, 500), ("custom_dataset/images/000001.jpg", 353, 500)],
     "roboflow_yolo": [], "roboflow_voc": [], "roboflow_coco": [], "darknet": [],
 }
 
@@ -292,3 +294,14 @@ def test_an_ultralytics_dataset_file_of_any_name_gives_the_class_names(dataset):
     (root / "notes.yml").write_text("just: notes\n")  # a YAML without names is passed over
     got = read_annotations(root / "coco8-like.yaml", None)  # the dataset file names its root
     assert [b.label for b in got.boxes[root / "images/train/street_jpg.rf.5c2f0a.jpg"]] == ["person", "car", "bus"]
+
+
+def test_mmdetection_samples(dataset):
+    root = dataset("mmdetection")
+    got = read_annotations(root, None)
+    assert got.errors == []
+    assert boxes_by_name(got, root) == {
+        "fake1.jpg": [("bus", (0, 0, 20, 20)), ("car", (0, 0, 20, 20))], "fake2.jpg": [("bus", (0, 0, 20, 20))],
+        "fake3.jpg": [],  # image id 0 is an id like any other; fake3 has no annotations
+        "VOCdevkit/VOC2012/JPEGImages/000001.jpg": [("train", (139, 200, 207, 301))],  # <filename> says 000002.jpg
+        "custom_dataset/images/000001.jpg": [("dog", (48, 240, 195, 371)), ("person", (8, 12, 352, 498))]}
