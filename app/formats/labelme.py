@@ -129,13 +129,6 @@ def _read(path, data, derived) -> LabelmeDoc:
             st = shape.get("shape_type")
             doc.skipped.append(f"{what}: not a region" if st in NOT_REGIONS else f"{what}: unknown shape_type {st!r}")
             continue
-        try:
-            corners = _region(path, i, shape, k)
-        except AnnotationError as exc:
-            if k == "box":
-                raise
-            doc.skipped.append(f"{what}: {str(exc).split(': ', 1)[-1]}")
-            continue
         attrs = [(key, json.dumps(shape[key])) for key in SHAPE_KEYS if key in shape]
         if shape.get("score") is not None:
             attrs.append(("score", str(shape["score"])))
@@ -143,8 +136,15 @@ def _read(path, data, derived) -> LabelmeDoc:
             attrs.append(("difficult", "1" if shape["difficult"] else "0"))
         if k == "derived":
             attrs.append(("derived_from", shape.get("shape_type") or "polygon"))
-            doc.derived += 1
-        box = finite_box(path, f"shapes[{i}].points", *corners, label=str(shape.get("label", "")), attrs=attrs)
+        try:
+            corners = _region(path, i, shape, k)
+            box = finite_box(path, f"shapes[{i}].points", *corners, label=str(shape.get("label", "")), attrs=attrs)
+        except AnnotationError as exc:
+            if k == "box":  # a malformed rectangle refuses the file: nothing is half-imported
+                raise
+            doc.skipped.append(f"{what}: {str(exc).split(': ', 1)[-1]}")  # kept as it was on write-back
+            continue
+        doc.derived += k == "derived"
         box = _stamp(box, i, shape)
         if box.problem():
             doc.warnings.append(f"shapes[{i}] of {path.name}: {FLOAT32_NOTE}")

@@ -143,3 +143,17 @@ def test_summary_of_a_large_import_stays_readable(tmp_path):
     text = read_annotations(tmp_path, None).summary_text()
     assert text.startswith("Imported 60 box(es) for 60 image(s) from 60 of 60 file(s)")
     assert "... and 10 more file(s)" in text and len(text.splitlines()) == 52
+
+
+def test_a_malformed_polygon_is_skipped_with_its_reason_and_kept_on_write_back(folder):
+    from app.formats import labelme
+
+    shapes = [{"label": "bad", "points": [[0, None], [1, 1], [2, 0]], "shape_type": "polygon"},
+              {"label": "ok", "points": [[0, 0], [2, 2]], "shape_type": "rectangle"}]
+    (folder / "a.json").write_text(json.dumps({"shapes": shapes, "imagePath": "a.png"}))
+    got = read_annotations(folder / "a.json", None)
+    assert [b.label for b in got.boxes[folder / "a.png"]] == ["ok"] and got.errors == []
+    assert "shapes[0] (polygon 'bad'): shapes[0].points" in got.files[0].skipped[0]
+    doc = labelme.read(folder / "a.json", derived=True)
+    labelme.write(folder / "a.json", folder / "a.png", doc.boxes, doc.extra)
+    assert json.loads((folder / "a.json").read_text())["shapes"] == shapes

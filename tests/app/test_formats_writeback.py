@@ -2,9 +2,7 @@
 `roiscope convert` A -> B -> A gives back A's boxes."""
 import json
 import os
-import shutil
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from app.convert_cli import main as convert
 from app.formats import FORMATS, labelme, read_annotations, write_annotations
 from app.regions import Box
-from tests.app.test_real_datasets import IMAGES, REAL, dataset, make_image  # noqa: F401  (fixture)
+from tests.app.test_real_datasets import dataset, make_image  # noqa: F401  (dataset: the fixture)
 
 
 def entries_of(result):
