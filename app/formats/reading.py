@@ -55,7 +55,7 @@ def read_labelme(path, ctx, report):
         report.warnings.append(f"image file {printable(name)} is missing: the imageData embedded in the file is used{size}")
     if image is None:
         return _missing(ctx, report, doc.image_path)
-    ctx.result.add(image, doc.boxes, doc.image_size)
+    ctx.result.add(image, doc.boxes, doc.image_size, source=path)
     ctx.meta("labelme")[image] = doc.extra
     report.boxes, report.derived, report.images = len(doc.boxes), doc.derived, 1
     report.skipped += doc.skipped
@@ -69,7 +69,7 @@ def read_voc(path, ctx, report):
         image = ctx.index.find(doc.path, base=Path(path).parent)
     if image is None:
         return _missing(ctx, report, doc.filename or doc.path)
-    ctx.result.add(image, doc.boxes, doc.size)
+    ctx.result.add(image, doc.boxes, doc.size, source=path)
     ctx.meta("voc")[image] = doc.xml
     report.boxes, report.images = len(doc.boxes), 1
     report.warnings += doc.warnings
@@ -85,7 +85,7 @@ def read_yolo(path, ctx, report):
     except (OSError, ValueError) as exc:
         return ctx.result.refuse(report, f"cannot read the size of its image {printable(image)} ({exc})")
     boxes = yolo.read(path, source.classes, size, source.kpt_shape, report)
-    ctx.result.add(image, boxes, size)
+    ctx.result.add(image, boxes, size, source=path)
     ctx.meta("yolo")[image] = source.classes
     report.boxes, report.images = len(boxes), 1
 
@@ -128,7 +128,7 @@ def read_coco(path, ctx, report):
             continue
         boxes = doc.boxes.get(img["id"], [])
         size = (img["width"], img["height"]) if isinstance(img.get("width"), int) and isinstance(img.get("height"), int) else None
-        ctx.result.add(image, boxes, size)
+        ctx.result.add(image, boxes, size, source=path)
         meta.setdefault("images", {})[image] = img
         n_boxes += len(boxes)
         report.images += 1
@@ -168,7 +168,7 @@ def read_csv(path, ctx, report):
         if image is None:
             missing.append(name)
             continue
-        ctx.result.add(image, boxes, doc.sizes.get(name))
+        ctx.result.add(image, boxes, doc.sizes.get(name), source=path)
         report.boxes += len(boxes)
         report.images += 1
     report.warnings += doc.warnings

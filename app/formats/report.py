@@ -43,9 +43,15 @@ class ImportResult:
     embedded: dict = field(default_factory=dict)  # image Path -> labelme file holding its imageData
     meta: dict = field(default_factory=dict)  # what writers need to write back what was read
 
-    def add(self, image, boxes, size=None):
+    sources: dict = field(default_factory=dict)  # image Path -> [annotation files that gave it boxes]
+
+    def add(self, image, boxes, size=None, source=None):
         image = Path(image)
         self.boxes.setdefault(image, []).extend(boxes)
+        if source is not None:
+            files = self.sources.setdefault(image, [])
+            if Path(source) not in files:
+                files.append(Path(source))
         if size is not None:
             self.sizes[image] = (int(size[0]), int(size[1]))
 
@@ -67,7 +73,12 @@ class ImportResult:
         lines = [f"Imported {self.box_count} box(es) for {sum(1 for v in self.boxes.values() if v)} image(s) "
                  f"from {len(self.files) - len(refused)} of {len(self.files)} file(s); {derived} derived from other shapes, "
                  f"{len(skipped)} shape(s) skipped, {len(refused)} file(s) refused."]
+        shared = [(img, files) for img, files in self.sources.items() if len(files) > 1]
         lines += [f"  note: {n}" for n in self.notes]
+        if shared:
+            img, files = shared[0]
+            lines.append(f"  note: {len(shared)} image(s) got boxes from more than one file (merged), e.g. {printable(img)} "
+                         f"from {', '.join(printable(f.name) for f in files)}")
         lines += ["  " + r.line() for r in self.files[:max_files]]
         if len(self.files) > max_files:
             lines.append(f"  ... and {len(self.files) - max_files} more file(s)")

@@ -157,3 +157,12 @@ def test_a_malformed_polygon_is_skipped_with_its_reason_and_kept_on_write_back(f
     doc = labelme.read(folder / "a.json", derived=True)
     labelme.write(folder / "a.json", folder / "a.png", doc.boxes, doc.extra)
     assert json.loads((folder / "a.json").read_text())["shapes"] == shapes
+
+
+def test_an_image_annotated_by_two_files_is_merged_and_the_summary_says_so(folder):
+    (folder / "more").mkdir()
+    (folder / "more" / "b.json").write_text(json.dumps({"shapes": [{"label": "two", "points": [[0, 0], [2, 2]],
+                                                                     "shape_type": "rectangle"}], "imagePath": "../b.png"}))
+    got = read_annotations(folder, None)
+    assert [b.label for b in got.boxes[folder / "b.png"]] == ["ok", "two"]
+    assert "1 image(s) got boxes from more than one file (merged)" in got.summary_text()
