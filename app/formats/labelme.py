@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,7 +265,12 @@ def to_json(image_path, boxes, extra=None, image_size=None, image_ref=None) -> s
         data["shapes"] = _shapes(boxes, originals, regions)
     name = Path(image_path).name
     old = data.get("imagePath")
-    if not (isinstance(old, str) and old.replace("\\", "/").rsplit("/", 1)[-1] == name):
+    old = old.replace("\\", "/") if isinstance(old, str) else None
+    if image_ref is not None:  # the written file must point at the image from where it is
+        keep = old is not None and os.path.normpath(old) == os.path.normpath(str(image_ref).replace("\\", "/"))
+    else:  # a sidecar saved in place keeps its imagePath while it names this image
+        keep = old is not None and old.rsplit("/", 1)[-1] == name
+    if not keep:
         data["imagePath"] = str(image_ref) if image_ref else name
     if image_size is not None:
         data["imageWidth"], data["imageHeight"] = int(image_size[0]), int(image_size[1])

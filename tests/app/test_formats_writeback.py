@@ -238,3 +238,13 @@ def cv2_size(path):
 
     img = cv2.imread(str(path))
     return img.shape[1], img.shape[0]
+
+
+def test_labelme_written_elsewhere_points_at_the_image(dataset, tmp_path):
+    root = dataset("labelme5")
+    got = read_annotations(root, None)
+    out = tmp_path / "elsewhere" / "deeper"
+    (written,) = write_annotations("labelme", out, entries_of(got), images_root=root, like=got)
+    data = json.loads(written.read_text())
+    assert (written.parent / data["imagePath"]).resolve() == (root / "2011_000003.jpg").resolve()
+    assert len(data["shapes"]) == 8  # everything else kept
