@@ -39,9 +39,13 @@ def detect_format(path) -> str:
         if not found:
             raise AnnotationError(f"{path}: no annotation files (labelme, VOC, YOLO, COCO, CSV) in this folder")
         return found.most_common(1)[0][0]
+    return _detect_file(path, _ctx(path.parent, []))
+
+
+def _detect_file(path, ctx) -> str:
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        return "coco" if path.is_file() and FORMATS_TABLE["coco"].detect(path, _ctx(path.parent, [])) else "labelme"
+    if suffix == ".json":  # parsed once: the context keeps it for the reader
+        return "coco" if path.is_file() and FORMATS_TABLE["coco"].detect(path, ctx) else "labelme"
     for fmt in FORMATS_TABLE.values():
         if fmt.suffix == suffix:
             return fmt.name
@@ -115,7 +119,7 @@ def read_annotations(path, images, images_root=None, fmt=None) -> ImportResult:
     else:
         ctx = _ctx(path.parent, images, images_root, result, path.parents[min(2, len(path.parents) - 1)])
         try:
-            name = fmt or detect_format(path)
+            name = fmt or _detect_file(path, ctx)
         except AnnotationError as exc:
             result.errors.append(str(exc))
             return result
