@@ -166,3 +166,15 @@ def test_an_image_annotated_by_two_files_is_merged_and_the_summary_says_so(folde
     got = read_annotations(folder, None)
     assert [b.label for b in got.boxes[folder / "b.png"]] == ["ok", "two"]
     assert "1 image(s) got boxes from more than one file (merged)" in got.summary_text()
+
+
+def test_a_latin1_csv_is_read_with_a_warning_and_written_back_byte_for_byte(folder, tmp_path):
+    from app.formats import write_annotations
+
+    raw = b"image,label,x1,y1,x2,y2\na.png,caf\xe9,1,2,3,4\n"
+    (folder / "t.csv").write_bytes(raw)
+    got = read_annotations(folder / "t.csv", None)
+    assert got.errors == [] and len(got.boxes[folder / "a.png"]) == 1
+    assert "t.csv: not UTF-8 (invalid continuation byte at byte 33)" in got.summary_text()
+    write_annotations("csv", tmp_path / "back.csv", [(folder / "a.png", got.boxes[folder / "a.png"], None)], folder, like=got)
+    assert (tmp_path / "back.csv").read_bytes() == raw
