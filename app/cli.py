@@ -9,6 +9,7 @@ import sys
 # name -> (module with main(argv), one-line usage)
 SUBCOMMANDS = {
     "export": ("app.export_cli", "roiscope export IMAGES --annotations PATH --out DIR [options]"),
+    "convert": ("app.convert_cli", "roiscope convert ANNOTATIONS --images IMAGES --to labelme|voc|yolo|coco|csv --out DIR"),
 }
 
 
