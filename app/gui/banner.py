@@ -1,5 +1,6 @@
-"""The error banner above the canvas: visible, never stealing keyboard focus, with an optional
-action button (e.g. Recover) and Dismiss."""
+"""The banner above the canvas: errors (red) and summaries (blue, e.g. what an import read),
+visible, never stealing keyboard focus, with an optional action button (e.g. Recover) and
+Dismiss."""
 from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
@@ -7,10 +8,13 @@ from PySide6 import QtCore, QtWidgets
 from app.gui.qt_util import shown
 
 
+STYLES = {"error": "#7a2323", "info": "#23507a"}
+
+
 class ErrorBanner(QtWidgets.QFrame):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setStyleSheet("QFrame { background: #7a2323; } QLabel { color: white; }")
+        self.kind = "error"
         self.text = QtWidgets.QLabel()
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -28,8 +32,11 @@ class ErrorBanner(QtWidgets.QFrame):
         self._action = self._dismiss = None
         self.hide()
 
-    def show_message(self, message, action=None, dismiss=None):
-        """``action``: optional (button text, callback); ``dismiss``: called on Dismiss."""
+    def show_message(self, message, action=None, dismiss=None, kind="error"):
+        """``action``: optional (button text, callback); ``dismiss``: called on Dismiss;
+        ``kind``: "error" or "info"."""
+        self.kind = kind
+        self.setStyleSheet(f"QFrame {{ background: {STYLES[kind]}; }} QLabel {{ color: white; }}")
         self.text.setText(shown(message))
         self.action_button.setVisible(action is not None)
         self._action = action[1] if action else None

@@ -10,7 +10,7 @@ from app.gui.qt_util import qt_signals_blocked
 from app.gui.views import ImagePanel
 from app.inspection import OP_LABELS
 
-TABLE_COLUMNS = ["id", "label", "x1", "y1", "x2", "y2", "problem"]
+TABLE_COLUMNS = ["id", "label", "x1", "y1", "x2", "y2", "note"]
 
 
 class InspectorPanels(QtWidgets.QSplitter):
@@ -147,7 +147,9 @@ class InspectorPanels(QtWidgets.QSplitter):
         problems = insp.problems()
         self.table.setRowCount(len(insp.boxes))
         for i, b in enumerate(insp.boxes):
-            values = (b.id, b.label, f"{b.x1:.1f}", f"{b.y1:.1f}", f"{b.x2:.1f}", f"{b.y2:.1f}", problems.get(b.id, ""))
+            derived = b.attr("derived_from")
+            note = problems.get(b.id) or (f"derived from a {derived}" if derived else "")
+            values = (b.id, b.label, f"{b.x1:.1f}", f"{b.y1:.1f}", f"{b.x2:.1f}", f"{b.y2:.1f}", note)
             for j, v in enumerate(values):
                 item = QtWidgets.QTableWidgetItem(str(v))
                 if b.id in problems:

@@ -42,13 +42,18 @@ class AnnotationIO(QtCore.QObject):
         self._task = None
 
     # ------------------------------------------------------------------ import
-    def import_dialog(self):
+    def import_dialog(self, folder=False):
+        """A file, or with ``folder`` a dataset root (data.yaml, a COCO file, Annotations/, ...)."""
         w = self.window
         if not w.project.images:
             w.show_error("Open images first, then import their annotations.")
             return
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            w, "Import annotations", str(w.project.root or ""), "Annotations (*.json *.xml *.txt *.csv);;All files (*)")
+        start = str(w.project.root or "")
+        if folder:
+            path = QtWidgets.QFileDialog.getExistingDirectory(w, "Import annotations from a dataset folder", start)
+        else:
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                w, "Import annotations", start, "Annotations (*.json *.xml *.txt *.csv *.yaml *.yml *.data);;All files (*)")
         if path:
             self.import_annotations(path)
 
@@ -70,8 +75,12 @@ class AnnotationIO(QtCore.QObject):
             w.undo_stack.endMacro()
         count = sum(len(b) for _, b in docs)
         w.statusBar().showMessage(shown(f"Imported {count} boxes for {len(docs)} image(s) from {Path(path).name}"), 5000)
+        # Every import ends with its per-file summary: imported, derived, skipped and refused.
+        summary = result.summary_text()
         if result.errors:
-            w.show_error("Some annotations were not imported:\n" + "\n".join(result.errors))
+            w.show_error("Some annotations were not imported:\n" + "\n".join(result.errors) + "\n\n" + summary)
+        else:
+            w.show_info(summary)
         return count
 
     # ------------------------------------------------------------------ export annotations

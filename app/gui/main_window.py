@@ -370,6 +370,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_error = message
         self.banner.show_message(message, action, dismiss)
 
+    def show_info(self, message):
+        """A summary worth reading (what an import read and skipped), in the banner, in blue."""
+        self.banner.show_message(message, kind="info")
+
     def report_unexpected(self, message):
         """What the last-resort handler calls for an exception no slot caught: the banner, and
         the recovery journal brought up to date so that no edit is lost if worse follows."""

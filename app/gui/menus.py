@@ -34,6 +34,7 @@ def build_actions(window) -> SimpleNamespace:
         fit=action("Fit view", "F", window.canvas.fit, sp.SP_TitleBarMaxButton),
         quit=action("&Quit", "Ctrl+Q", window.close),
         import_=action("&Import annotations...", "Ctrl+I", io.import_dialog),
+        import_dir=action("Import annotations from a dataset &folder...", "Ctrl+Shift+I", lambda: io.import_dialog(folder=True)),
         export_ann=action("Export &annotations as...", None, io.export_annotations_dialog),
         export=action("&Export regions and embeddings...", "Ctrl+E", io.export_regions_dialog),
         model=action("Load &Keras model as extractor...", None, window.load_model_dialog),
@@ -50,7 +51,7 @@ def build_actions(window) -> SimpleNamespace:
     file_menu = menu.addMenu("&File")
     file_menu.addActions([acts.open, acts.open_dir, acts.save])
     file_menu.addSeparator()
-    file_menu.addActions([acts.import_, acts.export_ann, acts.export, acts.model])
+    file_menu.addActions([acts.import_, acts.import_dir, acts.export_ann, acts.export, acts.model])
     file_menu.addSeparator()
     file_menu.addAction(acts.quit)
     menu.addMenu("&Edit").addActions([acts.undo, acts.redo, acts.draw, acts.dup, acts.delete])
