@@ -20,6 +20,7 @@ EXTRACTION_MAX_SIDE = 2048  # feature extraction runs on a copy no larger than t
 MAX_PIXELS = 200_000_000  # decompression-bomb guard; ROISCOPE_MAX_PIXELS overrides it
 MAX_PIXELS_ENV = "ROISCOPE_MAX_PIXELS"
 EXIF_ORIENTATION = 0x0112
+MULTI_PAGE_FORMATS = {"TIFF", "PNG", "WEBP"}
 
 # Pillow only reads headers here; the limit RoIScope applies is max_pixels() below, which the user
 # can raise. Pillow's own guard would refuse (with no size in hand) above twice its limit.
@@ -109,6 +110,10 @@ def _orientation(im) -> int:
 
 
 def _pages(im) -> int:
+    """Pages of a TIFF, frames of an animated PNG or WebP. A phone's JPEG is often an MPO whose
+    second "frame" is a preview or depth map: not pages anyone lost, so not counted."""
+    if im.format not in MULTI_PAGE_FORMATS:
+        return 1
     try:
         return max(int(getattr(im, "n_frames", 1)), 1)
     except Exception:
@@ -160,7 +165,7 @@ def _tiff_unturned(data: np.ndarray) -> np.ndarray:
     pixels, which ``apply_orientation`` then turns. libtiff's RGBA reader (OpenCV's path for 8-bit
     files) turns pixels by itself and OpenCV then fails on orientations 5-8, while its other
     paths and Pillow's 16-bit decoder do not turn them: patching the tag gives one behaviour."""
-    raw = bytearray(data.tobytes())
+    raw = bytearray(data)
     order = {b"II": "little", b"MM": "big"}.get(bytes(raw[:2]))
     if order is None or int.from_bytes(raw[2:4], order) != 42:  # BigTIFF (43) stays as it is
         return data
@@ -169,7 +174,7 @@ def _tiff_unturned(data: np.ndarray) -> np.ndarray:
     for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
         if entry + 12 <= len(raw) and int.from_bytes(raw[entry:entry + 2], order) == EXIF_ORIENTATION:
             raw[entry + 8:entry + 10] = (1).to_bytes(2, order)
-    return np.frombuffer(bytes(raw), np.uint8)
+    return np.frombuffer(raw, np.uint8)
 
 
 def _to_rgb8(img: np.ndarray) -> np.ndarray:

@@ -227,7 +227,8 @@ def export(jobs, options: ExportOptions, images_root=None, progress=None) -> Exp
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
     with output_lock(out):
-        for stale in out.glob(f"*{PARTIAL}"):  # left by an interrupted run (not a running one: locked)
+        # left by a killed run (not by a running one: we hold the lock)
+        for stale in [*out.glob(f"*{PARTIAL}"), *out.glob(".*.tmp"), *(out / "crops").glob(".*.tmp")]:
             remove_quietly(stale)
         summary = _run(jobs, options, extractor, layer, images_root, progress)
     summary.seconds = time.perf_counter() - started

@@ -172,3 +172,13 @@ def test_lock_held_by_another_process_refuses_and_its_death_frees_the_folder(sam
         holder.wait()
     assert (out / outlock.LOCK_NAME).read_text().strip() == str(holder.pid)
     assert export_mod.export(_jobs(samples), export_mod.ExportOptions(out)).regions == 7
+
+
+def test_temporary_files_of_a_killed_run_are_cleared(samples, tmp_path):
+    out = tmp_path / "out"
+    (out / "crops").mkdir(parents=True)
+    left = [out / "embeddings.parquet.partial", out / ".manifest.csv.0badf00d.tmp", out / "crops" / ".a_0000.png.0badf00d.tmp"]
+    for p in left:
+        p.write_bytes(b"half")
+    export_mod.export(_jobs(samples)[2:], export_mod.ExportOptions(out, crops=True))
+    assert _leftovers(out) == []

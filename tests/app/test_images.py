@@ -125,3 +125,20 @@ def test_unreadable_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(images.Image, "open", denied)
     with pytest.raises(ImageReadError, match="locked.png.*Permission denied"):
         read_image(path)
+
+
+def test_a_phone_jpeg_with_a_preview_frame_is_not_multi_page(tmp_path):
+    path = tmp_path / "phone.jpg"
+    main, preview = Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("RGB", (20, 15), (0, 0, 0))
+    main.save(path, "MPO", save_all=True, append_images=[preview])
+    with Image.open(path) as im:
+        assert im.format == "MPO" and im.n_frames == 2  # what the camera wrote
+    rgb, info = load_image(path)
+    assert info.pages == 1 and rgb.shape == (30, 40, 3) and rgb[0, 0, 0] > 150
+
+
+def test_animated_webp_counts_its_frames(tmp_path):
+    path = tmp_path / "anim.webp"
+    frames = [Image.new("RGB", (12, 10), (v, v, v)) for v in (10, 120, 240)]
+    frames[0].save(path, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    assert load_image(path)[1].pages == 3
