@@ -12,6 +12,16 @@ from .boxes import normalize_output_size, validate_sampling_ratio
 from .ops import roi_align, roi_pool
 
 
+def require_tensorflow_backend(layer_name: str) -> None:
+    """The operators are TensorFlow code: under another Keras backend they cannot run."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{layer_name} needs the TensorFlow Keras backend, but Keras runs on {backend!r}: "
+            "set KERAS_BACKEND=tensorflow before importing keras"
+        )
+
+
 def _operator_boxes(feature_map, rois, end_offset):
     """(B, N, 4) relative -> (B*N, 5) operator rows on the feature grid (spatial_scale 1)."""
     shape = tf.shape(feature_map)
@@ -25,7 +35,13 @@ def _operator_boxes(feature_map, rois, end_offset):
 
 
 class _RoILayer(keras.layers.Layer):
+    """Shared plumbing: relative RoIs -> operator boxes -> ``(B, N, ph, pw, C)``."""
+
+    # Subtracted from x_max*W and y_max*H: RoIPool's end is inclusive, RoIAlign's is not.
+    end_offset = 0.0
+
     def __init__(self, pooled_height, pooled_width, **kwargs):
+        require_tensorflow_backend(type(self).__name__)
         super().__init__(**kwargs)
         self.pooled_height, self.pooled_width = normalize_output_size((pooled_height, pooled_width), "pooled size")
 
@@ -33,9 +49,13 @@ class _RoILayer(keras.layers.Layer):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError(f"{type(self).__name__} expects [feature_map, rois], got {type(inputs).__name__}")
 
+    def _out_channels(self, channels):
+        return channels
+
     def compute_output_shape(self, input_shape):
         fm_shape, rois_shape = input_shape
-        return (fm_shape[0], rois_shape[1], self.pooled_height, self.pooled_width, fm_shape[3])
+        channels = None if fm_shape[3] is None else self._out_channels(fm_shape[3])
+        return (fm_shape[0], rois_shape[1], self.pooled_height, self.pooled_width, channels)
 
     def _pool(self, feature_map, boxes):
         raise NotImplementedError
@@ -43,13 +63,12 @@ class _RoILayer(keras.layers.Layer):
     def call(self, inputs):
         self._check_inputs(inputs)
         feature_map, rois = inputs
-        end_offset = 1.0 if isinstance(self, ROIPoolingLayer) else 0.0
-        boxes, n_img, n_roi = _operator_boxes(feature_map, rois, end_offset)
+        boxes, n_img, n_roi = _operator_boxes(feature_map, rois, self.end_offset)
         pooled = self._pool(feature_map, boxes)
         channels = tf.shape(pooled)[3]
         out = tf.reshape(pooled, tf.stack([n_img, n_roi, self.pooled_height, self.pooled_width, channels]))
         if feature_map.shape[-1] is not None:
-            out = tf.ensure_shape(out, [None, None, self.pooled_height, self.pooled_width, feature_map.shape[-1]])
+            out = tf.ensure_shape(out, [None, None, self.pooled_height, self.pooled_width, self._out_channels(feature_map.shape[-1])])
         return out
 
     def get_config(self):
@@ -60,9 +79,32 @@ class _RoILayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="roi_core")
 class ROIPoolingLayer(_RoILayer):
-    """RoI max pooling (Fast R-CNN). A relative RoI maps to
-    ``roi_pool`` on ``(x_min*W, y_min*H, x_max*W - 1, y_max*H - 1)`` of the feature grid, so the
-    whole-image RoI ``[0, 0, 1, 1]`` equals ``max_pool2d`` when the grid divides the map."""
+    """RoI max pooling (Fast R-CNN) of relative RoIs.
+
+    A relative RoI maps to ``roi_pool`` on ``(x_min*W, y_min*H, x_max*W - 1, y_max*H - 1)`` of
+    the feature grid, so the whole-image RoI ``[0, 0, 1, 1]`` equals ``max_pool2d`` when the
+    grid divides the map.
+
+    Args:
+      pooled_height: output rows ``ph`` (a positive int).
+      pooled_width: output columns ``pw`` (a positive int).
+      **kwargs: standard ``keras.layers.Layer`` arguments (``name``, ...).
+
+    Call arguments:
+      inputs: ``[feature_map, rois]``: ``(B, H, W, C)`` features and ``(B, N, 4)`` relative
+        ``(x_min, y_min, x_max, y_max)`` RoIs.
+
+    Returns:
+      ``(B, N, ph, pw, C)`` float32 tensor.
+
+    Example:
+
+    >>> feature_map = keras.Input(shape=(None, None, 256))
+    >>> rois = keras.Input(shape=(None, 4))
+    >>> pooled = ROIPoolingLayer(7, 7)([feature_map, rois])  # (batch, N, 7, 7, 256)
+    """
+
+    end_offset = 1.0
 
     def _pool(self, feature_map, boxes):
         return roi_pool(feature_map, boxes, (self.pooled_height, self.pooled_width), 1.0)
@@ -70,9 +112,29 @@ class ROIPoolingLayer(_RoILayer):
 
 @keras.saving.register_keras_serializable(package="roi_core")
 class ROIAlignLayer(_RoILayer):
-    """RoIAlign with ``aligned=True``. A relative RoI maps to
-    ``roi_align`` on ``(x_min*W, y_min*H, x_max*W, y_max*H)`` of the feature grid, so the
-    whole-image RoI equals ``avg_pool2d`` when the grid divides the map."""
+    """RoIAlign (``aligned=True``) of relative RoIs.
+
+    A relative RoI maps to ``roi_align`` on ``(x_min*W, y_min*H, x_max*W, y_max*H)`` of the
+    feature grid, so the whole-image RoI equals ``avg_pool2d`` when the grid divides the map.
+
+    Args:
+      pooled_height: output rows ``ph`` (a positive int).
+      pooled_width: output columns ``pw`` (a positive int).
+      sampling_ratio: bilinear samples per bin along each axis; ``<= 0`` is adaptive.
+      **kwargs: standard ``keras.layers.Layer`` arguments (``name``, ...).
+
+    Call arguments:
+      inputs: ``[feature_map, rois]`` as for ``ROIPoolingLayer``.
+
+    Returns:
+      ``(B, N, ph, pw, C)`` float32 tensor.
+
+    Example:
+
+    >>> feature_map = keras.Input(shape=(None, None, 256))
+    >>> rois = keras.Input(shape=(None, 4))
+    >>> pooled = ROIAlignLayer(7, 7, sampling_ratio=2)([feature_map, rois])
+    """
 
     def __init__(self, pooled_height, pooled_width, sampling_ratio=-1, **kwargs):
         super().__init__(pooled_height, pooled_width, **kwargs)
