@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ._numerics import div as _div
+from ._numerics import div as _div, mul as _mul
 
 _CANDIDATES = 6  # adaptive grids space samples > 0.5 apart: at most 4 touch one row, +2 slack
 
@@ -37,15 +37,16 @@ def _tap_weight(y, row, length):
 
 
 def bin_starts(start, bin_size, n_out):
-    """``(K, n_out)``: where each bin starts, torchvision's float32 ``start + p * bin``."""
-    return start[:, None] + tf.range(n_out, dtype=tf.float32)[None, :] * bin_size[:, None]
+    """``(K, n_out)``: where each bin starts, torchvision's float32 ``start + p * bin`` (the
+    product rounded on its own, never fused with the add)."""
+    return start[:, None] + _mul(tf.range(n_out, dtype=tf.float32)[None, :], bin_size[:, None])
 
 
 def sample_at(base, i, bin_size, grid):
     """Sample ``i`` (float) of a bin starting at ``base``: torchvision's float32
-    ``base + ((i + .5) * bin) / grid``. Windows, weights and taps all use this one expression,
-    so that they agree to the last bit."""
-    return base + _div((i + 0.5) * bin_size, grid)
+    ``base + ((i + .5) * bin) / grid``, each operation rounded on its own. Windows, weights and
+    taps all use this one expression, so that they agree to the last bit."""
+    return base + _div(_mul(i + 0.5, bin_size), grid)
 
 
 def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio, rows=None):
@@ -95,7 +96,7 @@ def adaptive_weights(base, bin_size, gridf, rows, length):
 def align_geometry(boxes, ph, pw, scale, sampling_ratio, aligned):
     """Per RoI: start_h, start_w, bin_h, bin_w (float32) and samples per bin grid_h, grid_w."""
     offset = 0.5 if aligned else 0.0
-    coords = boxes[:, 1:] * scale - offset
+    coords = _mul(boxes[:, 1:], scale) - offset  # the product rounded first, as in C++
     start_w, start_h, end_w, end_h = (coords[:, i] for i in range(4))
     roi_w, roi_h = end_w - start_w, end_h - start_h
     if not aligned:

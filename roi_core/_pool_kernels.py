@@ -12,24 +12,33 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ._numerics import div as _div, floor_log2 as _floor_log2, in_xla_context as _in_xla_context
+from ._numerics import div as _div, mul as _mul, floor_log2 as _floor_log2, in_xla_context as _in_xla_context
 from ._numerics import round_half_away as _round_half_away
 from .compile_policy import Plan, bucketed
+
+# Rounded coordinates are clamped to +-2**60 cells before the integer conversion: every value
+# torchvision's int32 holds stays exact, bins are computed in int64 without overflow, and a box
+# far beyond the map (or a huge spatial_scale) still covers the map instead of wrapping around.
+COORD_LIMIT = float(2**60)
+
 
 def _pool_bins(boxes, ph, pw, scale, height, width):
     """Clipped half-open bin edges: rows (K, ph) and cols (K, pw), as int32."""
     b = tf.cast(boxes[:, 0], tf.int32)
-    coords = _round_half_away(boxes[:, 1:] * scale)
-    start_w, start_h, end_w, end_h = (tf.cast(coords[:, i], tf.int32) for i in range(4))
+    coords = _round_half_away(_mul(boxes[:, 1:], scale))
+    coords = tf.cast(tf.clip_by_value(coords, -COORD_LIMIT, COORD_LIMIT), tf.int64)
+    start_w, start_h, end_w, end_h = (coords[:, i] for i in range(4))
     roi_w = tf.maximum(end_w - start_w + 1, 1)
     roi_h = tf.maximum(end_h - start_h + 1, 1)
 
     def edges(roi_len, start, n, limit):
         bin_size = _div(tf.cast(roi_len, tf.float32), float(n))
         idx = tf.range(n, dtype=tf.float32)
-        lo = tf.cast(tf.floor(idx[None, :] * bin_size[:, None]), tf.int32) + start[:, None]
-        hi = tf.cast(tf.math.ceil((idx[None, :] + 1.0) * bin_size[:, None]), tf.int32) + start[:, None]
-        return tf.clip_by_value(lo, 0, limit), tf.clip_by_value(hi, 0, limit)
+        lo = tf.cast(tf.floor(idx[None, :] * bin_size[:, None]), tf.int64) + start[:, None]
+        hi = tf.cast(tf.math.ceil((idx[None, :] + 1.0) * bin_size[:, None]), tf.int64) + start[:, None]
+        limit = tf.cast(limit, tf.int64)
+        clip = lambda v: tf.cast(tf.clip_by_value(v, tf.constant(0, tf.int64), limit), tf.int32)  # noqa: E731
+        return clip(lo), clip(hi)
 
     hs, he = edges(roi_h, start_h, ph, height)
     ws, we = edges(roi_w, start_w, pw, width)
@@ -155,14 +164,27 @@ def _pool_lookups(features, boxes, ph, pw, scale, with_index, levels=None):
     return flat_v, flat_i, rows, empty, b
 
 
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _as_torchvision_sees(features):
+    """torchvision starts each bin at -FLT_MAX and takes ``v > best``: NaN, -inf and -FLT_MAX
+    never win. Mapping them all to -FLT_MAX gives the same maxima, and a bin whose maximum is
+    -FLT_MAX has no winner (no gradient)."""
+    return tf.where(features > -_FLT_MAX, features, -_FLT_MAX)
+
+
 def _pool_forward_impl(features, boxes, ph, pw, scale, levels=None):
+    features = _as_torchvision_sees(features)
     flat_v, _, rows, empty, _ = _pool_lookups(features, boxes, ph, pw, scale, False, levels)
     out = tf.reduce_max(tf.gather(flat_v, rows), axis=3)  # fused into one pass under XLA
     return tf.where(empty[..., None], tf.zeros_like(out), out)
 
 
 def _pool_argmax_impl(features, boxes, ph, pw, scale, levels=None):
-    """Flat spatial index (h * W + w) of each bin's first maximum; -1 for empty bins."""
+    """Flat spatial index (h * W + w) of each bin's first maximum; -1 for empty bins and bins
+    without a value above -FLT_MAX."""
+    features = _as_torchvision_sees(features)
     flat_v, flat_i, rows, empty, b = _pool_lookups(features, boxes, ph, pw, scale, True, levels)
     values, index = tf.gather(flat_v, rows), tf.gather(flat_i, rows)  # (K, ph, pw, 4, C)
     best_v, best_i = values[:, :, :, 0], index[:, :, :, 0]
@@ -171,7 +193,8 @@ def _pool_argmax_impl(features, boxes, ph, pw, scale, levels=None):
         better = (v > best_v) | ((v == best_v) & (i < best_i))
         best_v = tf.where(better, v, best_v)
         best_i = tf.where(better, i, best_i)
-    return tf.where(empty[..., None], -tf.ones_like(best_i), best_i), b
+    no_winner = empty[..., None] | (best_v <= -_FLT_MAX)
+    return tf.where(no_winner, -tf.ones_like(best_i), best_i), b
 
 
 def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
@@ -184,6 +207,7 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     n_img, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     b, hs, he, ws, we = _pool_bins(boxes, ph, pw, scale, height, width)
     len_h, len_w = he - hs, we - ws
+    features = _as_torchvision_sees(features)  # fused into the table's first level
     table, _ = _levels_along(features, None, axis=2, count=levels_w)  # (Lw, B, H, W, C)
     flat = tf.reshape(table, [-1, channels])
     c = _floor_log2(tf.maximum(len_w, 1))  # (K, pw)

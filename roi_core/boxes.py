@@ -43,6 +43,7 @@ def _is_concrete(x) -> bool:
 
 def validate_features(features) -> tf.Tensor:
     """Return ``features`` as a float32 tensor of rank 4 ``(B, H, W, C)``."""
+    arr = None
     if not tf.is_tensor(features):
         arr = np.asarray(features)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
@@ -55,11 +56,27 @@ def validate_features(features) -> tf.Tensor:
         raise ValueError(f"features must have rank 4 (B, H, W, C), got shape {features.shape}")
     if features.shape.rank is None:
         raise ValueError("features must have a known rank of 4 (B, H, W, C)")
+    if features.dtype == tf.float64 and _is_concrete(features):
+        _check_fits_float32(features.numpy())
+    elif features.dtype == tf.float64 and isinstance(arr, np.ndarray):  # a constant in a graph
+        _check_fits_float32(arr)
     features = tf.cast(features, tf.float32)
     h, w = features.shape[1], features.shape[2]
     if (h is not None and h == 0) or (w is not None and w == 0):
         raise ValueError(f"features must have a non-empty spatial grid, got shape {features.shape}")
     return features
+
+
+def _check_fits_float32(values: np.ndarray) -> None:
+    """The operators compute in float32: a finite float64 value beyond its range would become
+    inf there (and RoIAlign's weighted sums NaN), so it is refused instead."""
+    with np.errstate(over="ignore"):
+        overflow = np.isfinite(values) & ~np.isfinite(values.astype(np.float32))
+    if overflow.any():
+        where = tuple(int(i) for i in np.argwhere(overflow)[0])
+        raise ValueError(
+            f"features must fit float32 (the operators compute in float32): features{list(where)} is {values[where]:g}"
+        )
 
 
 def validate_boxes(boxes, num_images=None) -> tf.Tensor:

@@ -16,9 +16,15 @@ from .boxes import normalize_output_size
 F32 = np.float32
 
 
+# RoIPool's rounded coordinates are clamped to +-2**60 cells (as roi_pool does): beyond
+# torchvision's int32 the C++ conversion is undefined; the clamp keeps the box covering the map.
+COORD_LIMIT = float(2**60)
+
+
 def round_half_away(v) -> int:
-    """C's ``round`` of a float32 coordinate, as an exact integer."""
-    return int(math.copysign(math.floor(abs(float(v)) + 0.5), float(v)))
+    """C's ``round`` of a float32 coordinate, as an exact integer within +-COORD_LIMIT."""
+    v = min(max(float(v), -COORD_LIMIT), COORD_LIMIT)
+    return int(math.copysign(math.floor(abs(v) + 0.5), v))
 
 
 def pool_bin_edges(box_xyxy, spatial_scale, ph: int, pw: int, height: int, width: int):
