@@ -22,21 +22,23 @@ from .compile_policy import Plan, bucketed
 COORD_LIMIT = float(2**60)
 
 
-def _pool_bins(boxes, ph, pw, scale, height, width):
-    """Clipped half-open bin edges: rows (K, ph) and cols (K, pw), as int32."""
+def pool_bins(boxes, ph, pw, scale, height, width, *, position_sensitive=False):
+    """Clipped half-open bin edges: rows (K, ph) and cols (K, pw), as int32 (see
+    geometry.pool_bin_edges, also for ``position_sensitive``)."""
     b = tf.cast(boxes[:, 0], tf.int32)
     coords = _round_half_away(_mul(boxes[:, 1:], scale))
     coords = tf.cast(tf.clip_by_value(coords, -COORD_LIMIT, COORD_LIMIT), tf.int64)
     start_w, start_h, end_w, end_h = (coords[:, i] for i in range(4))
-    roi_w = tf.maximum(end_w - start_w + 1, 1)
-    roi_h = tf.maximum(end_h - start_h + 1, 1)
+    inclusive = 0 if position_sensitive else 1
+    roi_w = tf.maximum(end_w - start_w + inclusive, 1)
+    roi_h = tf.maximum(end_h - start_h + inclusive, 1)
 
     def edges(roi_len, start, n, limit):
         bin_size = _div(tf.cast(roi_len, tf.float32), float(n))
         idx = tf.range(n, dtype=tf.float32)
         lo = tf.cast(tf.floor(idx[None, :] * bin_size[:, None]), tf.int64) + start[:, None]
         hi = tf.cast(tf.math.ceil((idx[None, :] + 1.0) * bin_size[:, None]), tf.int64) + start[:, None]
-        limit = tf.cast(limit, tf.int64)
+        limit = tf.cast(limit, tf.int64) - (1 if position_sensitive else 0)
         clip = lambda v: tf.cast(tf.clip_by_value(v, tf.constant(0, tf.int64), limit), tf.int32)  # noqa: E731
         return clip(lo), clip(hi)
 
@@ -130,7 +132,7 @@ def _pool_lookups(features, boxes, ph, pw, scale, with_index, levels=None):
     the bins need (a data-dependent count)."""
     fshape = tf.shape(features)
     n_img, height, width, channels = fshape[0], fshape[1], fshape[2], fshape[3]
-    b, hs, he, ws, we = _pool_bins(boxes, ph, pw, scale, height, width)
+    b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
     len_h, len_w = he - hs, we - ws  # (K, ph), (K, pw)
     if levels is None:
         levels_h = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_h, [-1])], 0)), features.shape[1])
@@ -205,7 +207,7 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     max_rows, levels_w = bounds
     shape = tf.shape(features)
     n_img, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    b, hs, he, ws, we = _pool_bins(boxes, ph, pw, scale, height, width)
+    b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
     len_h, len_w = he - hs, we - ws
     features = _as_torchvision_sees(features)  # fused into the table's first level
     table, _ = _levels_along(features, None, axis=2, count=levels_w)  # (Lw, B, H, W, C)
@@ -236,7 +238,7 @@ def _pool_dispatch(features, boxes, ph, pw, scale, *, plan: Plan, argmax: bool):
         return general(features, boxes, ph, pw, scale)
     max_rows, levels_h, levels_w = plan.bounds
     shape = tf.shape(features)
-    _, hs, he, ws, we = _pool_bins(boxes, ph, pw, scale, shape[1], shape[2])
+    _, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, shape[1], shape[2])
     fits = tf.logical_and(tf.reduce_all(he - hs <= max_rows), tf.reduce_all(we - ws < (1 << levels_w)))
     static = (levels_h, levels_w) if argmax else (max_rows, levels_w)
     run_fast = lambda: bucketed(lambda bx: fast(features, bx, ph, pw, scale, static), boxes, plan.bucket)  # noqa: E731

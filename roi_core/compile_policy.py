@@ -2,6 +2,7 @@
 keep the number of compiled shapes small. Every choice ends up in one ``Plan``."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -85,3 +86,29 @@ def bucketed(call, boxes, bucket):
     if isinstance(out, tuple):
         return tuple(t[:k] for t in out)
     return out[:k]
+
+
+class _OwnRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning for the operators' own
+    eager graphs only. They trace again on purpose (kernel bounds follow each feature-map
+    shape), which is not the caller's mistake the warning is about; a warning about any other
+    function still gets through."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "triggered tf.function retracing" not in message or not any(n in message for n in self.names)
+
+
+_retracing_filter = _OwnRetracingFilter()
+tf.get_logger().addFilter(_retracing_filter)
+
+
+def eager_graph(core):
+    """``core`` as the one graph an eager call runs (shapes relaxed after the first), without
+    TensorFlow's retracing warning for it."""
+    _retracing_filter.names.add(repr(core))
+    return tf.function(core, reduce_retracing=True)

@@ -27,23 +27,28 @@ def round_half_away(v) -> int:
     return int(math.copysign(math.floor(abs(v) + 0.5), v))
 
 
-def pool_bin_edges(box_xyxy, spatial_scale, ph: int, pw: int, height: int, width: int):
+def pool_bin_edges(box_xyxy, spatial_scale, ph: int, pw: int, height: int, width: int, *, position_sensitive=False):
     """RoIPool's clipped half-open bin edges ``([(hs, he)] * ph, [(ws, we)] * pw)`` of one box
     ``(x1, y1, x2, y2)`` in input pixels: coordinates scaled and rounded half away from zero,
-    the end inclusive (+1), ``floor``/``ceil`` bin edges in float32, clipped to the map."""
+    the end inclusive (+1), ``floor``/``ceil`` bin edges in float32, clipped to the map.
+
+    ``position_sensitive``: torchvision's PSRoIPool instead: no +1 on the end, and edges
+    clipped to ``H - 1`` / ``W - 1`` (so the last row and column never count)."""
     scale = F32(spatial_scale)
     start_w, start_h, end_w, end_h = (round_half_away(F32(v) * scale) for v in box_xyxy)
-    roi_w = max(end_w - start_w + 1, 1)
-    roi_h = max(end_h - start_h + 1, 1)
+    inclusive = 0 if position_sensitive else 1
+    roi_w = max(end_w - start_w + inclusive, 1)
+    roi_h = max(end_h - start_h + inclusive, 1)
     bin_h = F32(roi_h) / F32(ph)
     bin_w = F32(roi_w) / F32(pw)
+    last = 1 if position_sensitive else 0
 
     def edges(n, bin_size, start, limit):
         out = []
         for p in range(n):
             lo = int(math.floor(F32(p) * bin_size)) + start
             hi = int(math.ceil(F32(p + 1) * bin_size)) + start
-            out.append((min(max(lo, 0), limit), min(max(hi, 0), limit)))
+            out.append((min(max(lo, 0), limit - last), min(max(hi, 0), limit - last)))
         return out
 
     return edges(ph, bin_h, start_h, height), edges(pw, bin_w, start_w, width)

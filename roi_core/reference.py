@@ -80,3 +80,90 @@ def roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_rati
                             acc += wt * feats[b, h, w]
                 out[k, p, q] = acc / F32(count)
     return out
+
+
+def _ps_channels(c_out: int, p: int, q: int, ph: int, pw: int):
+    """torchvision's NCHW channel of output channel ``c_out`` at bin (p, q)."""
+    return [(c * ph + p) * pw + q for c in range(c_out)]
+
+
+def ps_roi_pool_ref(features, boxes, output_size, spatial_scale=1.0):
+    """Position-sensitive RoI average pooling (R-FCN), torchvision's CPU forward."""
+    feats = np.asarray(features, dtype=F32)
+    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    _, height, width, channels = feats.shape
+    c_out = channels // (ph * pw)
+    out = np.zeros((boxes.shape[0], ph, pw, c_out), dtype=F32)
+    for k, box in enumerate(boxes):
+        b = int(box[0])
+        rows, cols = pool_bin_edges(box[1:], spatial_scale, ph, pw, height, width, position_sensitive=True)
+        for p, (hs, he) in enumerate(rows):
+            for q, (ws, we) in enumerate(cols):
+                if he <= hs or we <= ws:
+                    continue
+                chans = _ps_channels(c_out, p, q, ph, pw)
+                acc = np.zeros(c_out, dtype=F32)
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        acc += feats[b, h, w, chans]
+                out[k, p, q] = acc / F32((he - hs) * (we - ws))
+    return out
+
+
+def ps_roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1):
+    """Position-sensitive RoIAlign, torchvision's CPU forward (always half-pixel aligned, no
+    minimum RoI size). Where torchvision divides 0 samples by 0 (NaN), this gives 0."""
+    feats = np.asarray(features, dtype=F32)
+    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    _, height, width, channels = feats.shape
+    c_out = channels // (ph * pw)
+    out = np.zeros((boxes.shape[0], ph, pw, c_out), dtype=F32)
+    for k, box in enumerate(boxes):
+        b = int(box[0])
+        ys, xs, count = align_sample_grid(box[1:], spatial_scale, ph, pw, sampling_ratio, aligned=True)
+        for p in range(ph):
+            for q in range(pw):
+                chans = _ps_channels(c_out, p, q, ph, pw)
+                acc = np.zeros(c_out, dtype=F32)
+                for y in ys[p]:
+                    for x in xs[q]:
+                        for h, w, wt in _bilinear_taps(F32(y), F32(x), height, width):
+                            acc += wt * feats[b, h, w, chans]
+                out[k, p, q] = acc / F32(count)
+    return out
+
+
+def infer_scale_ref(map_height: int, image_height: int) -> float:
+    """torchvision's _infer_scale: the power of two nearest (in log2, float32, half to even)."""
+    return float(2.0 ** float(np.round(np.log2(F32(float(map_height) / float(image_height))))))
+
+
+def level_mapper_ref(boxes_xyxy, k_min, k_max, canonical_scale=224, canonical_level=4, eps=1e-6):
+    """torchvision's LevelMapper in float32: level index per box, -1 where the area is NaN
+    (negative: a box inverted along one axis), which torchvision pools into no level."""
+    bx = np.asarray(boxes_xyxy, dtype=F32).reshape(-1, 4)
+    area = (bx[:, 2] - bx[:, 0]) * (bx[:, 3] - bx[:, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.sqrt(area)
+        lvl = np.floor(F32(canonical_level) + np.log2(s / F32(canonical_scale)) + F32(eps))
+    lvl = np.clip(lvl, k_min, k_max)
+    return np.where(np.isnan(lvl), -1, np.nan_to_num(lvl) - k_min).astype(np.int64)
+
+
+def multi_scale_roi_align_ref(features, boxes, output_size, image_size, sampling_ratio=2, canonical_scale=224, canonical_level=4):
+    """torchvision's MultiScaleRoIAlign (FPN) on one batch: ``features`` finest first."""
+    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
+    scales = [infer_scale_ref(f.shape[1], image_size[0]) for f in features]
+    if len(features) == 1:
+        return roi_align_ref(features[0], boxes, output_size, scales[0], sampling_ratio, False)
+    k_min, k_max = int(-np.log2(F32(scales[0]))), int(-np.log2(F32(scales[-1])))
+    levels = level_mapper_ref(boxes[:, 1:], k_min, k_max, canonical_scale, canonical_level)
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    out = np.zeros((boxes.shape[0], ph, pw, features[0].shape[3]), dtype=F32)
+    for level, (feats, scale) in enumerate(zip(features, scales)):
+        idx = np.nonzero(levels == level)[0]
+        if idx.size:
+            out[idx] = roi_align_ref(feats, boxes[idx], output_size, scale, sampling_ratio, False)
+    return out
