@@ -17,7 +17,7 @@ import numpy as np
 from app.events import EventEmitter
 from app.mosaic import Mosaic, normalize, tile
 from app.pooling import OPS, PoolSettings, pool_boxes
-from roi_core.boxes import roi_align_samples, roi_pool_cells
+from roi_core.geometry import roi_align_samples, roi_pool_cells
 
 OP_LABELS = {"roi_pool": "RoIPool", "roi_align": "RoIAlign"}
 OP_CHOICES = {"RoIAlign": ("roi_align",), "RoIPool": ("roi_pool",), "Both side by side": ("roi_pool", "roi_align")}
