@@ -16,11 +16,13 @@ import numpy as np
 
 from app.events import EventEmitter
 from app.mosaic import Mosaic, normalize, tile
-from app.pooling import OPS, PoolSettings, pool_boxes
+from app.pooling import MULTI_SCALE, OPS, PoolSettings, pool_boxes
+from app.pyramid import PYRAMID, Pyramid
 from roi_core.geometry import roi_align_samples, roi_pool_cells
 
-OP_LABELS = {"roi_pool": "RoIPool", "roi_align": "RoIAlign"}
-OP_CHOICES = {"RoIAlign": ("roi_align",), "RoIPool": ("roi_pool",), "Both side by side": ("roi_pool", "roi_align")}
+OP_LABELS = {"roi_pool": "RoIPool", "roi_align": "RoIAlign", MULTI_SCALE: "Multi-scale RoIAlign"}
+OP_CHOICES = {"RoIAlign": ("roi_align",), "RoIPool": ("roi_pool",), "Both side by side": ("roi_pool", "roi_align"),
+              "Multi-scale RoIAlign": (MULTI_SCALE,)}  # offered with the pyramid layer only
 MOSAIC_TILE = 48  # channel tiles are shown at most this many pixels wide
 NORMALIZATIONS = ("per-channel", "global")
 COLORMAPS = ("viridis", "inferno", "magma", "plasma", "CET-L1")
@@ -50,7 +52,8 @@ class Inspection:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.events = EventEmitter()
-        self.features = None  # roi_core Features of the current image (stride in image pixels)
+        self.features = None  # roi_core Features shown (stride in image pixels): the finest level of a pyramid
+        self.pyramid = None  # app.pyramid.Pyramid when the layer is the multi-scale pyramid
         self.boxes = []  # the current image's boxes, in document order
         self.selected = -1  # box id, -1 for none
         self.channel = 0
@@ -69,6 +72,9 @@ class Inspection:
             changes["ops"] = tuple(changes["ops"])
             if not changes["ops"] or set(changes["ops"]) - set(OPS):
                 raise ValueError(f"ops must be a non-empty subset of {OPS}, got {changes['ops']!r}")
+        layer = changes.get("layer", self.settings.layer)
+        if layer != PYRAMID and MULTI_SCALE in changes.get("ops", self.settings.ops):
+            changes["ops"] = ("roi_align",)  # multi-scale needs the pyramid: back to plain RoIAlign
         changed = {k for k, v in changes.items() if getattr(self.settings, k) != v}
         if not changed:
             return changed
@@ -89,6 +95,9 @@ class Inspection:
         self.refresh()
 
     def set_features(self, features) -> None:
+        """One map's ``Features``, a ``Pyramid``, or None."""
+        self.pyramid = features if isinstance(features, Pyramid) else None
+        features = features.finest if self.pyramid is not None else features
         self.features = features
         if features is not None:
             self.channel = min(self.channel, features.features.shape[-1] - 1)
@@ -135,6 +144,33 @@ class Inspection:
     def ops(self) -> tuple:
         return self.settings.ops
 
+    @property
+    def source(self):
+        """What pooling reads: the pyramid when there is one, else the single map."""
+        return self.pyramid if self.pyramid is not None else self.features
+
+    def op_choices(self) -> list[str]:
+        """The op menu: multi-scale RoIAlign only with the pyramid layer."""
+        return [name for name, ops in OP_CHOICES.items() if MULTI_SCALE not in ops or self.settings.layer == PYRAMID]
+
+    def levels(self) -> dict:
+        """box id -> pyramid level it pools from, when multi-scale RoIAlign is on show."""
+        if self.pyramid is None or MULTI_SCALE not in self.ops:
+            return {}
+        good = [b for b in self.boxes if b.problem() is None]
+        if not good:
+            return {}
+        found = self.pyramid.levels_of([self.corners(b) for b in good])
+        return {b.id: int(level) for b, level in zip(good, found)}
+
+    def level_text(self, box) -> str:
+        level = self.levels().get(box.id) if box is not None else None
+        if level is None:
+            return ""
+        if level < 0:
+            return "no level (inverted box)"
+        return f"level {level} (stride {self.pyramid.levels[level].stride:.3g})"
+
     def selected_index(self) -> int | None:
         for i, b in enumerate(self.boxes):
             if b.id == self.selected:
@@ -160,7 +196,7 @@ class Inspection:
             good = [i for i, b in enumerate(self.boxes) if b.problem() is None]
             corners = np.array([self.corners(self.boxes[i]) for i in good], np.float32).reshape(-1, 4)
             for op in self.ops:
-                fresh = pool_boxes(self.features, corners, self.settings.pool_settings(op))
+                fresh = pool_boxes(self.source, corners, self.settings.pool_settings(op))
                 out = np.full((len(self.boxes),) + fresh.shape[1:], np.nan, np.float32)
                 out[good] = fresh
                 self.pooled[op] = out
@@ -178,7 +214,7 @@ class Inspection:
         corners = np.array([self.live[bid] for bid in ids], np.float32)
         for op in self.ops:
             if op in self.pooled and len(self.pooled[op]) == len(self.boxes):
-                fresh = pool_boxes(self.features, corners, self.settings.pool_settings(op))
+                fresh = pool_boxes(self.source, corners, self.settings.pool_settings(op))
                 for j, bid in enumerate(ids):
                     self.pooled[op][index[bid]] = fresh[j]
         self._done(started, live=True)
@@ -271,6 +307,13 @@ class Inspection:
         stride = 1.0 / scale
         size = self.settings.output_size
         lines = points = None
+        if MULTI_SCALE in self.ops and self.pyramid is not None:
+            level = self.levels().get(box.id, -1)
+            if level >= 0:
+                scale = self.pyramid.level_scale(level)
+                samples = roi_align_samples(corners, scale, size, self.settings.sampling_ratio, aligned=False)
+                points = align_sample_points(samples, 1.0 / scale, offset=0.0)
+            return None, points
         if "roi_pool" in self.ops:
             h, w = self.maps.shape[:2]
             lines = pool_cell_lines(roi_pool_cells(corners, scale, size, (h, w)), stride)
@@ -312,11 +355,12 @@ def pool_cell_lines(cells, stride):
     return np.array(segs, dtype=np.float64).reshape(-1, 2)
 
 
-def align_sample_points(samples, stride):
-    """RoIAlign's sample points in image pixels (feature coordinate y -> (y + 0.5) * stride)."""
+def align_sample_points(samples, stride, offset=0.5):
+    """RoIAlign's sample points in image pixels: feature coordinate y -> (y + offset) * stride,
+    where ``offset`` is 0.5 for aligned=True (its half-pixel shift) and 0 otherwise."""
     ys = samples["ys"].ravel()
     xs = samples["xs"].ravel()
     if ys.size == 0 or xs.size == 0:
         return np.zeros((0, 2))
     gx, gy = np.meshgrid(xs, ys)
-    return np.stack([(gx.ravel() + 0.5) * stride, (gy.ravel() + 0.5) * stride], axis=1)
+    return np.stack([(gx.ravel() + offset) * stride, (gy.ravel() + offset) * stride], axis=1)

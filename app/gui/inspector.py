@@ -9,6 +9,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.gui.qt_util import qt_signals_blocked
 from app.gui.views import ImagePanel
 from app.inspection import OP_LABELS
+from app.pooling import MULTI_SCALE
 
 TABLE_COLUMNS = ["id", "label", "x1", "y1", "x2", "y2", "note"]
 
@@ -24,7 +25,7 @@ class InspectorPanels(QtWidgets.QSplitter):
         self.mosaic_layout = None
         self._build()
         events = inspection.events
-        events.connect("pooled", lambda live: self.show_pooled())
+        events.connect("pooled", self._on_pooled)
         events.connect("selection", self._on_selection)
         events.connect("features", self.show_maps)
         events.connect("channel", self._on_channel)
@@ -88,7 +89,8 @@ class InspectorPanels(QtWidgets.QSplitter):
     def show_pooled(self):
         insp = self.inspection
         box = insp.selected_box()
-        for op, panel in (("roi_pool", self.pool_panel), ("roi_align", self.align_panel)):
+        align_op = MULTI_SCALE if MULTI_SCALE in insp.ops else "roi_align"
+        for op, panel in (("roi_pool", self.pool_panel), (align_op, self.align_panel)):
             panel.setVisible(op in insp.ops)
             grid = insp.grid(op)
             if grid is None:
@@ -100,7 +102,8 @@ class InspectorPanels(QtWidgets.QSplitter):
                 continue
             panel.show_array(grid)
             ph, pw = grid.shape
-            panel.set_title(f"{OP_LABELS[op]} {ph}x{pw}, box {box.id}, ch {insp.channel}")
+            level = insp.level_text(box)
+            panel.set_title(f"{OP_LABELS[op]} {ph}x{pw}, box {box.id}, ch {insp.channel}" + (f", {level}" if level else ""))
         self.show_gallery()
         self.outline_channel_box()
 
@@ -148,7 +151,8 @@ class InspectorPanels(QtWidgets.QSplitter):
         self.table.setRowCount(len(insp.boxes))
         for i, b in enumerate(insp.boxes):
             derived = b.attr("derived_from")
-            note = problems.get(b.id) or (f"derived from a {derived}" if derived else "")
+            notes = [problems.get(b.id), insp.level_text(b), f"derived from a {derived}" if derived else ""]
+            note = "; ".join(n for n in notes if n)
             values = (b.id, b.label, f"{b.x1:.1f}", f"{b.y1:.1f}", f"{b.x2:.1f}", f"{b.y2:.1f}", note)
             for j, v in enumerate(values):
                 item = QtWidgets.QTableWidgetItem(str(v))
@@ -164,6 +168,11 @@ class InspectorPanels(QtWidgets.QSplitter):
             index = self.inspection.selected_index()
             if index is not None:
                 self.table.selectRow(index)
+
+    def _on_pooled(self, live):
+        self.show_pooled()
+        if not live and self.inspection.pyramid is not None:
+            self.show_table()  # each box's level follows the pooling
 
     def _on_selection(self):
         box = self.inspection.selected_box()

@@ -23,9 +23,8 @@ from app.gui.qt_util import install_last_resort_handler, qt_signals_blocked, sho
 from app.gui.settings_bar import SettingsBar
 from app.gui.worker import FeatureService
 from app.images import IMAGE_SUFFIXES
-from app.inspection import Inspection
+from app.inspection import OP_CHOICES, Inspection
 from app.model_files import load_user_model
-from app.pooling import OPS
 from app.project import Box, Project
 
 LIVE_INTERVAL_MS = 0  # coalesce queued drag events, then update at once (latest geometry wins)
@@ -191,7 +190,8 @@ class MainWindow(QtWidgets.QMainWindow):
         s = self.inspection.settings
         if doc is None or not s.layer:
             return
-        warm = [s.pool_settings(op) for op in OPS]  # both: switching the op must not stall either
+        # Every op the menu offers: switching the op must not stall on a first trace.
+        warm = [s.pool_settings(ops[0]) for ops in (OP_CHOICES[name] for name in self.inspection.op_choices()) if len(ops) == 1]
         counts = sorted({1, len(doc.boxes), len(doc.boxes) + 1} - {0})  # a drag, all boxes, one more
         self.service.request(doc.path, s.extractor, s.layer, want_image=want_image or self.rgb is None, warm=warm, counts=counts)
 

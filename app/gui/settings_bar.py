@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6 import QtWidgets
 
+from app.extraction import layer_choices
 from app.gui.qt_util import qt_signals_blocked
 from app.inspection import COLORMAPS, NORMALIZATIONS, OP_CHOICES
 
@@ -62,6 +63,10 @@ class SettingsBar(QtWidgets.QToolBar):
                 self.extractor_combo.addItem(s.extractor)
             self.extractor_combo.setCurrentText(s.extractor)
             self.layer_combo.setCurrentText(s.layer)
+            choices = self.inspection.op_choices()
+            if [self.op_combo.itemText(i) for i in range(self.op_combo.count())] != choices:
+                self.op_combo.clear()
+                self.op_combo.addItems(choices)
             self.op_combo.setCurrentText(s.op_choice)
             self.size_spin.setValue(s.output_size)
             self.ratio_spin.setValue(s.sampling_ratio)
@@ -73,7 +78,7 @@ class SettingsBar(QtWidgets.QToolBar):
         a broken model), say why and keep the previous extractor on show and in use."""
         try:
             ext = self.registry.get(name)
-            layers, default = ext.layers(), ext.default_layer
+            layers, default = layer_choices(ext), ext.default_layer
             if not layers:
                 raise ValueError(f"{name}: no layer with a 4-D (batch, h, w, channels) output")
         except Exception as exc:  # e.g. ImageNet weights unavailable offline
