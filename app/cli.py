@@ -8,6 +8,8 @@ import sys
 # name -> (module with main(argv), one-line usage)
 SUBCOMMANDS = {
     "export": ("app.export_cli", "roiscope export IMAGES --annotations PATH --out DIR [options]"),
+    "map": ("app.map_cli", "roiscope map FOLDER_OR_PARQUET [--projection pca|umap] [options]"),
+    "suspects": ("app.regionmap.suspects_cli", "roiscope suspects EMBEDDINGS --k 10 --out suspects.csv"),
 }
 
 
