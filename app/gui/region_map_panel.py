@@ -38,6 +38,13 @@ PICK_PX = 6  # pick radius in screen pixels
 MODS = QtCore.Qt.KeyboardModifier
 
 
+class _Points(pg.ScatterPlotItem):
+    """A scatter that leaves clicks to the view box (which picks in NumPy, not per spot)."""
+
+    def mouseClickEvent(self, ev):
+        ev.ignore()
+
+
 class _MapViewBox(pg.ViewBox):
     """Pan/zoom as usual; a selection tool or a modifier turns a left drag into a lasso or a
     rectangle, and a left click into a pick."""
@@ -122,8 +129,8 @@ class RegionMapPanel(QtWidgets.QWidget):
         self.plot.setBackground("#1c1c1c")
         self.vb = _MapViewBox(self)
         self.plot.addItem(self.vb)
-        self.scatter = pg.ScatterPlotItem(pxMode=True, size=5, pen=None, hoverable=False)
-        self.marks = {name: pg.ScatterPlotItem(pxMode=True, size=size, pen=pg.mkPen(color, width=width), brush=None)
+        self.scatter = _Points(pxMode=True, size=5, pen=None, hoverable=False)
+        self.marks = {name: _Points(pxMode=True, size=size, pen=pg.mkPen(color, width=width), brush=None)
                       for name, size, color, width in (("selection", 9, "w", 1.2), ("similar", 11, (0, 220, 255), 1.5),
                                                        ("current", 16, (255, 220, 0), 2.5))}
         self.shape_item = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=1.5, style=QtCore.Qt.PenStyle.DashLine))
