@@ -88,7 +88,8 @@ class RegionMapPanel(QtWidgets.QWidget):
         self.selection = np.zeros(0, np.int64)
         self.current: int | None = None
         self._shape, self._tool = [], "pan"
-        self._brushes = []
+        self._refresh_timer = QtCore.QTimer(self, singleShot=True, interval=0)
+        self._refresh_timer.timeout.connect(self._refresh_now)
         self._build()
 
     # ------------------------------------------------------------ layout
@@ -245,9 +246,14 @@ class RegionMapPanel(QtWidgets.QWidget):
         return True
 
     def _refresh_after_edit(self):
-        self._recolour()
-        self._draw_marks()
-        self.suspects_view.show_suspects(self.map.table, None)
+        """Redraw once per burst of edits (a bulk relabel updates many regions in a row)."""
+        self._refresh_timer.start()
+
+    def _refresh_now(self):
+        if self.map is not None:
+            self._recolour()
+            self._draw_marks()
+            self.suspects_view.show_suspects(self.map.table, None)
 
     # ------------------------------------------------------------ drawing
     def _recolour(self):

@@ -132,7 +132,7 @@ def test_lasso_then_relabel_is_one_undo_step(panel, qtbot, tmp_path, monkeypatch
     assert stack.count() == 1
     assert sorted(b.label for d in docs.values() for b in d.boxes).count("horse") == 20
     assert set(panel.map.table.labels[dogs]) == {"horse"}
-    assert "horse" in panel.legend.text()
+    qtbot.waitUntil(lambda: "horse" in panel.legend.text(), timeout=2000)  # one redraw per burst
     stack.undo()
     assert all(b.label != "horse" for d in docs.values() for b in d.boxes)
     assert set(panel.map.table.labels[dogs]) == {"dog"}
@@ -174,6 +174,7 @@ def test_a_moved_box_moves_its_point(panel, qtbot, tmp_path, monkeypatch):
     np.testing.assert_allclose(panel.map.xy[i], want, rtol=1e-5)
     assert not np.allclose(panel.map.xy[i], before[i])
     np.testing.assert_array_equal(np.delete(panel.map.xy, i, 0), np.delete(before, i, 0))
+    qtbot.waitUntil(lambda: panel.scatter.getData()[0][i] == panel.map.xy[i, 0], timeout=2000)
     x, y = panel.scatter.getData()
     assert (x[i], y[i]) == tuple(panel.map.xy[i])  # the drawn point moved too
 
@@ -193,3 +194,41 @@ def test_suspects_table_ranks_and_a_row_click_jumps(panel, qtbot):
     assert sig.args == list(table.key(45))
     view.sortByColumn(0, QtCore.Qt.SortOrder.AscendingOrder)
     assert panel.suspects_view.model.region(59) == 45
+
+
+def test_map_window_on_a_folder_relabels_sidecars_in_one_undo_step(qtbot, tmp_path, monkeypatch):
+    from app.gui.map_window import MapWindow
+
+    monkeypatch.setenv("ROISCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        img = rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)
+        img[:, 60:] = cv2.GaussianBlur(img[:, 60:], (0, 0), 4)
+        cv2.imwrite(str(tmp_path / f"m{i}.png"), img)
+        labelme.write(tmp_path / f"m{i}.json", tmp_path / f"m{i}.png",
+                      [Box(2, 2, 50, 70, "sharp"), Box(65, 5, 118, 75, "smooth"), Box(5, 10, 55, 60, "sharp")])
+    win = MapWindow()
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.panel.map_ready, timeout=60000):
+        win.open(tmp_path)
+    panel = win.panel
+    assert len(panel.map) == 6
+    image = str(tmp_path / "m1.png")
+    i = panel.map.index_of(image, 2)
+    qtbot.mouseClick(panel.plot.viewport(), LEFT, pos=widget_pos(panel, *panel.map.xy[i]))
+    assert win.viewer.image.image is not None and win.viewer.image.image.shape[:2] == (80, 120)
+    assert win.viewer.outline.isVisible() and "box 2" in win.viewer.title_text()
+    sharp = np.flatnonzero(panel.map.table.labels == "sharp")
+    panel.select(sharp)
+    panel.request_relabel("blurry")
+    assert win.undo_stack.count() == 1
+    read = lambda n: [b.label for b in labelme.read(tmp_path / f"m{n}.json").boxes]  # noqa: E731
+    assert read(0) == read(1) == ["blurry", "smooth", "blurry"]
+    win.undo_stack.undo()
+    assert read(0) == read(1) == ["sharp", "smooth", "sharp"]
+    panel.select([i])
+    panel.request_delete()
+    assert len(panel.map) == 5 and read(1) == ["sharp", "sharp"]
+    win.undo_stack.undo()  # the box comes back, and so does its point
+    assert len(panel.map) == 6 and panel.map.index_of(image, 2) is not None
