@@ -138,3 +138,20 @@ def test_bulk_relabel_plan_groups_per_image_and_skips_unchanged_and_missing():
     assert plan.missing == [("b.png", 9), ("c.png", 1)]
     gone = delete_plan(docs.get, regions)
     assert [(doc.path.name, bid) for doc, bid in gone.changes] == [("a.png", 1), ("a.png", 2), ("b.png", 2)]
+
+
+def test_umap_projection_separates_clusters_and_transforms_new_points():
+    from app.regionmap.projection import UMAPProjection, umap_available
+
+    assert umap_available(), "umap-learn is in the dev extra: make test installs it"
+    rng = np.random.default_rng(6)
+    centres = np.eye(3, 10, dtype=np.float32) * 5 + 1
+    X = np.concatenate([c + rng.normal(0, 0.2, (30, 10)).astype(np.float32) for c in centres])
+    proj = UMAPProjection(n_neighbors=10, random_state=0)
+    xy = proj.fit_transform(X)
+    assert xy.shape == (90, 2) and np.isfinite(xy).all()
+    means = np.stack([xy[k * 30:(k + 1) * 30].mean(axis=0) for k in range(3)])
+    nearest_mean = np.argmin(((xy[:, None] - means[None]) ** 2).sum(-1), axis=1)
+    assert (nearest_mean == np.repeat(np.arange(3), 30)).mean() > 0.95
+    new = proj.transform(centres[1:2] + 0.05)
+    assert np.argmin(((new - means) ** 2).sum(-1)) == 1
