@@ -60,8 +60,9 @@ class RegionTable:
         return str(self.images[i]), int(self.box_ids[i])
 
     def index_of(self, image, box_id) -> int | None:
-        if self._index is None:
-            self._index = {(image_key(p), int(b)): i for i, (p, b) in enumerate(zip(self.images, self.box_ids))}
+        if self._index is None:  # normalise each distinct path once, not once per region
+            keys = {p: image_key(p) for p in set(self.images)}
+            self._index = {(keys[p], b): i for i, (p, b) in enumerate(zip(self.images, self.box_ids.tolist()))}
         return self._index.get((image_key(image), int(box_id)))
 
     def set_row(self, i, corners=None, label=None, embedding=None):

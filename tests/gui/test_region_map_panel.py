@@ -174,9 +174,7 @@ def test_a_moved_box_moves_its_point(panel, qtbot, tmp_path, monkeypatch):
     np.testing.assert_allclose(panel.map.xy[i], want, rtol=1e-5)
     assert not np.allclose(panel.map.xy[i], before[i])
     np.testing.assert_array_equal(np.delete(panel.map.xy, i, 0), np.delete(before, i, 0))
-    qtbot.waitUntil(lambda: panel.scatter.getData()[0][i] == panel.map.xy[i, 0], timeout=2000)
-    x, y = panel.scatter.getData()
-    assert (x[i], y[i]) == tuple(panel.map.xy[i])  # the drawn point moved too
+    qtbot.waitUntil(lambda: panel.drawn_position(i) == tuple(panel.map.xy[i]), timeout=2000)  # drawn there too
 
 
 def test_suspects_table_ranks_and_a_row_click_jumps(panel, qtbot):
