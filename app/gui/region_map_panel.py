@@ -104,6 +104,8 @@ class RegionMapPanel(QtWidgets.QWidget):
         self._shape, self._tool = [], "pan"
         self._refresh_timer = QtCore.QTimer(self, singleShot=True, interval=0)
         self._refresh_timer.timeout.connect(self._refresh_now)
+        self._similar_timer = QtCore.QTimer(self, singleShot=True, interval=0)
+        self._similar_timer.timeout.connect(self._show_similar)
         self._build()
 
     # ------------------------------------------------------------ layout
@@ -166,7 +168,7 @@ class RegionMapPanel(QtWidgets.QWidget):
         self.selection_view.relabel.clicked.connect(lambda: self.request_relabel())
         self.selection_view.delete.clicked.connect(self.request_delete)
         self.similar_view = SimilarView(self.crops)
-        self.similar_view.k.valueChanged.connect(lambda _: self._show_similar())
+        self.similar_view.k.valueChanged.connect(lambda _: self._similar_timer.start())
         self.suspects_view = SuspectsView()
         self.suspects_view.find_requested.connect(self.find_suspects)
         for view in (self.selection_view, self.similar_view, self.suspects_view):
@@ -316,7 +318,7 @@ class RegionMapPanel(QtWidgets.QWidget):
         for name, idx in (("selection", self.selection), ("current", [] if self.current is None else [self.current])):
             idx = np.asarray(idx, np.int64)
             self.marks[name].setData(x=xy[idx, 0], y=xy[idx, 1])
-        self._show_similar()
+        self._similar_timer.start()  # after this event: a click answers before the neighbours
 
     def fit(self):
         if self.map is not None and len(self.map):
@@ -366,9 +368,9 @@ class RegionMapPanel(QtWidgets.QWidget):
             self.activate(*self.map.table.key(i))
 
     def activate(self, image, box_id):
-        """Jump to a region: ring its point, list its neighbours, and tell the window."""
-        self.highlight(image, box_id)
+        """Jump to a region: tell the window, ring its point; its neighbours follow."""
         self.region_activated.emit(str(image), int(box_id))
+        self.highlight(image, box_id)
 
     def _hover(self, scene_pos):
         i = self._pick(self.vb.mapSceneToView(scene_pos)) if self.vb.sceneBoundingRect().contains(scene_pos) else None

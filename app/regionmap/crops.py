@@ -11,9 +11,9 @@ from app.images import read_image
 
 
 class CropCache:
-    def __init__(self, size=96, margin=0.1, max_crops=4096, max_images=4):
+    def __init__(self, size=96, margin=0.1, max_crops=4096, max_image_bytes=512 << 20):
         self.size, self.margin = size, margin
-        self.max_crops, self.max_images = max_crops, max_images
+        self.max_crops, self.max_image_bytes = max_crops, max_image_bytes
         self._crops: OrderedDict = OrderedDict()
         self._images: OrderedDict = OrderedDict()
         self.unreadable: dict[str, str] = {}  # path -> why (asked once, not on every hover)
@@ -38,7 +38,9 @@ class CropCache:
         except Exception as exc:  # noqa: BLE001 - a thumbnail is never worth an error dialog
             self.unreadable[path] = str(exc)
             return None
-        self._touch(self._images, path, rgb, self.max_images)
+        self._images[path] = rgb  # keep recent images up to a byte budget (small ones: many)
+        while len(self._images) > 1 and sum(a.nbytes for a in self._images.values()) > self.max_image_bytes:
+            self._images.popitem(last=False)
         return rgb
 
     def crop(self, path, corners) -> np.ndarray | None:

@@ -131,3 +131,16 @@ def test_roiscope_suspects_imports_no_qt(folder, tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 10
+
+
+def test_crops_are_cut_from_the_image_and_unreachable_images_give_none(tmp_path):
+    from app.regionmap.crops import CropCache
+
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[20:60, 50:150] = (255, 0, 0)  # a red block (RGB) where the box is
+    cv2.imwrite(str(tmp_path / "r.png"), img[:, :, ::-1])
+    crops = CropCache(size=50, margin=0)
+    thumb = crops.crop(tmp_path / "r.png", (50, 20, 150, 60))
+    assert thumb.shape == (20, 50, 3) and (thumb[..., 0] > 200).all() and (thumb[..., 2] < 50).all()
+    assert crops.crop(tmp_path / "r.png", (300, 300, 400, 400)) is None  # outside the image
+    assert crops.crop(tmp_path / "gone.png", (0, 0, 5, 5)) is None and "gone.png" in next(iter(crops.unreadable))

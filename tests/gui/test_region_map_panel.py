@@ -79,7 +79,9 @@ def test_click_on_a_point_emits_its_image_and_box(panel, qtbot):
         qtbot.mouseClick(panel.plot.viewport(), LEFT, pos=widget_pos(panel, x, y))
     assert sig.args == list(panel.map.table.key(i)) == ["b.png", 19]
     assert panel.current == i
-    assert panel.similar_view.strip.count() == panel.similar_view.k.value()
+    qtbot.waitUntil(lambda: panel.similar_view.strip.count() == panel.similar_view.k.value(), timeout=2000)
+    first = panel.similar_view.strip.item(0).data(QtCore.Qt.ItemDataRole.UserRole + 1)
+    assert panel.map.table.labels[panel.map.index_of(*first)] == "dog"  # from its own cluster
 
 
 def test_hover_shows_the_region_card_and_leaving_hides_it(panel, qtbot):
