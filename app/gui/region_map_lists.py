@@ -155,6 +155,8 @@ class SuspectsView(QtWidgets.QWidget):
         self.view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
         self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(self.view.fontMetrics().height() + 6)
+        self.view.horizontalHeader().setResizeContentsPrecision(200)  # sample rows: 100k stay cheap
         self.view.horizontalHeader().setStretchLastSection(True)
         self.view.clicked.connect(self._clicked)
         self.k = QtWidgets.QSpinBox(minimum=1, maximum=100, value=10, prefix="k = ")
@@ -177,6 +179,7 @@ class SuspectsView(QtWidgets.QWidget):
     def show_suspects(self, table, suspects):
         self.model.set_suspects(table, suspects)
         self.view.horizontalHeader().setSortIndicator(0, QtCore.Qt.SortOrder.DescendingOrder)
+        self.view.resizeColumnsToContents()
         if suspects is None:
             self.note.setText("Not computed yet." if table is None else "Out of date after an edit: find again.")
         else:

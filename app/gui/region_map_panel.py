@@ -173,7 +173,7 @@ class RegionMapPanel(QtWidgets.QWidget):
         self.suspects_view.find_requested.connect(self.find_suspects)
         for view in (self.selection_view, self.similar_view, self.suspects_view):
             view.activated.connect(self.activate)
-        self.tabs = QtWidgets.QTabWidget()
+        self.tabs = QtWidgets.QTabWidget(minimumWidth=400)
         self.tabs.addTab(self.selection_view, "Selection")
         self.tabs.addTab(self.similar_view, "Similar")
         self.tabs.addTab(self.suspects_view, "Suspects")
@@ -286,7 +286,9 @@ class RegionMapPanel(QtWidgets.QWidget):
         self._draw_points(coloring)
         rows = "".join(f"<tr><td style='color: rgb{c}'>&#9679;</td><td>{name}</td><td align='right'>&nbsp;{n}</td></tr>"
                        for name, c, n in coloring.legend)
-        self.legend.setText(f"<b>{mode}</b><table>{rows}</table>")
+        rings = ("<span style='color:#ffdc00'>&#9711;</span> current &nbsp;<span style='color:#00dcff'>&#9711;</span> similar "
+                 "&nbsp;<span style='color:#fff'>&#9711;</span> selected")
+        self.legend.setText(f"<b>{mode}</b><table>{rows}</table>{rings}")
         self.legend.adjustSize()
 
     def _draw_points(self, coloring):
@@ -437,6 +439,7 @@ class RegionMapPanel(QtWidgets.QWidget):
             if region_map is self.map:
                 self.suspects_view.show_suspects(self.map.table, suspects)
                 self._recolour()
+                self.status.setText(f"{len(region_map)} regions: suspects ranked (k={k})")
 
         self._run(lambda progress, cancelled: region_map.compute_suspects(k, progress=progress, cancelled=cancelled),
                   done, f"Neighbours of {len(region_map)} regions")
