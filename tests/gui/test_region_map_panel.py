@@ -232,3 +232,30 @@ def test_map_window_on_a_folder_relabels_sidecars_in_one_undo_step(qtbot, tmp_pa
     assert len(panel.map) == 5 and read(1) == ["sharp", "sharp"]
     win.undo_stack.undo()  # the box comes back, and so does its point
     assert len(panel.map) == 6 and panel.map.index_of(image, 2) is not None
+
+
+def test_map_window_on_a_parquet_export_is_read_only_and_shows_reachable_images(qtbot, tmp_path, monkeypatch):
+    from app.export import ExportOptions, export
+    from app.gui.map_window import MapWindow
+
+    monkeypatch.setenv("ROISCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(tmp_path / "p.png"), rng.integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    labelme.write(tmp_path / "p.json", tmp_path / "p.png", [Box(2, 2, 40, 40, "x"), Box(30, 10, 88, 58, "y"),
+                                                            Box(5, 30, 50, 58, "x"), Box(60, 0, 89, 30, "y")])
+    jobs, _ = folder_jobs([tmp_path / "p.png"])
+    export(jobs, ExportOptions(tmp_path / "out"), tmp_path)
+    win = MapWindow()
+    qtbot.addWidget(win)
+    win.show()
+    win.open(tmp_path / "out" / "embeddings.parquet")
+    panel = win.panel
+    assert len(panel.map) == 4 and not panel.selection_view.isEnabled()
+    assert panel.settings == MapSettings("filters", "stride 4", "roi_align", (7, 7))
+    image, region_id = panel.map.table.key(1)
+    win.show_region(image, region_id)
+    assert win.viewer.image.image.shape[:2] == (60, 90) and win.viewer.outline.isVisible()
+    (tmp_path / "p.png").unlink()  # an export computed elsewhere: the image is not reachable
+    win.panel.crops = type(win.panel.crops)()
+    win.show_region(image, region_id)
+    assert "not found" in win.viewer.title_text() and not win.viewer.outline.isVisible()
