@@ -1,4 +1,4 @@
-"""The region map panel: every region as a point (one pyqtgraph ScatterPlotItem), linked to the
+"""The region map panel: every region as a point (``MapPlot``), linked to the
 boxes. It only draws and forwards; the data and computations are ``app.regionmap.RegionMap``.
 
 Binding API for a window (all paths are image paths as the window knows them):
@@ -22,10 +22,10 @@ Mouse: wheel zooms, drag pans; Ctrl+drag (or the Lasso tool) draws a freehand la
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.gui.region_map_lists import SelectionView, SimilarView, SuspectsView, hover_card
+from app.gui.region_map_plot import MapPlot
 from app.gui.region_map_worker import TaskRunner
 from app.pooling import pool_boxes
 from app.regionmap.colors import MODES
@@ -36,55 +36,6 @@ from app.regionmap.projection import available_methods
 
 PICK_PX = 6  # pick radius in screen pixels
 MODS = QtCore.Qt.KeyboardModifier
-
-
-class _Points(pg.ScatterPlotItem):
-    """A scatter that leaves clicks to the view box (which picks in NumPy, not per spot)."""
-
-    def mouseClickEvent(self, ev):
-        ev.ignore()
-
-    def updateSpots(self, dataSet=None):
-        """Every spot of this item has the item's one style, so look its atlas fragment up once
-        instead of once per spot (pyqtgraph 0.14 builds a Python tuple per spot: ~1 s at 100k)."""
-        data = self.data if dataSet is None else dataSet
-        try:
-            fresh = data["sourceRect"]["w"] == 0
-            if self.opts["pxMode"] and self.opts["useCache"] and fresh.any():
-                first = np.flatnonzero(fresh)[:1]
-                style = list(zip(*self._style(["symbol", "size", "pen", "brush"], data=data, idx=first)))
-                data["sourceRect"][fresh] = self.fragmentAtlas[style][0]
-        except (AttributeError, KeyError, ValueError, TypeError):
-            pass  # another pyqtgraph: its own per-spot path below still works
-        super().updateSpots(dataSet)
-
-
-class _MapViewBox(pg.ViewBox):
-    """Pan/zoom as usual; a selection tool or a modifier turns a left drag into a lasso or a
-    rectangle, and a left click into a pick."""
-
-    def __init__(self, panel):
-        super().__init__(enableMenu=False)
-        self.panel = panel
-
-    def mouseDragEvent(self, ev, axis=None):
-        tool = self.panel.drag_tool(ev.modifiers())
-        if ev.button() != QtCore.Qt.MouseButton.LeftButton or tool == "pan":
-            return super().mouseDragEvent(ev, axis)
-        ev.accept()
-        pos = self.mapSceneToView(ev.scenePos())
-        if ev.isStart():
-            self.panel.shape_started(tool, self.mapSceneToView(ev.buttonDownScenePos()))
-        self.panel.shape_moved(pos)
-        if ev.isFinish():
-            self.panel.shape_finished()
-
-    def mouseClickEvent(self, ev):
-        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.panel.clicked_at(self.mapSceneToView(ev.scenePos()))
-        else:
-            super().mouseClickEvent(ev)
 
 
 class RegionMapPanel(QtWidgets.QWidget):
@@ -142,27 +93,9 @@ class RegionMapPanel(QtWidgets.QWidget):
         bar.addWidget(self.progress)
         bar.addWidget(self.cancel)
 
-        self.plot = pg.GraphicsLayoutWidget()
-        self.plot.setBackground("#1c1c1c")
-        self.vb = _MapViewBox(self)
-        self.plot.addItem(self.vb)
-        # One scatter item per colour (a label, a bin): pyqtgraph draws a one-brush item from
-        # arrays, while per-point brushes cost ~2.7 s per redraw at 100k points (measured).
-        self.layers: list[tuple[_Points, np.ndarray]] = []
-        self.marks = {name: _Points(pxMode=True, size=size, pen=pg.mkPen(color, width=width), brush=None)
-                      for name, size, color, width in (("selection", 9, "w", 1.2), ("similar", 11, (0, 220, 255), 1.5),
-                                                       ("current", 16, (255, 220, 0), 2.5))}
-        self.shape_item = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=1.5, style=QtCore.Qt.PenStyle.DashLine))
-        for z, item in enumerate((*self.marks.values(), self.shape_item)):
-            item.setZValue(10 + z)
-            self.vb.addItem(item)
+        self.plot = MapPlot(self)
+        self.vb, self.legend, self.inset = self.plot.vb, self.plot.legend, self.plot.inset
         self.plot.scene().sigMouseMoved.connect(self._hover)
-        self.legend = QtWidgets.QLabel(self.plot)
-        self.legend.setStyleSheet("background: rgba(20,20,20,200); color: #ddd; padding: 4px; border-radius: 3px;")
-        self.legend.move(8, 8)
-        self.inset = QtWidgets.QLabel(self.plot, visible=False)
-        self.inset.setStyleSheet("background: rgba(20,20,20,230); color: #eee; padding: 4px; border: 1px solid #888;")
-        self.inset.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
         self.selection_view = SelectionView(self.crops)
         self.selection_view.relabel.clicked.connect(lambda: self.request_relabel())
@@ -283,48 +216,21 @@ class RegionMapPanel(QtWidgets.QWidget):
             self.find_suspects(self.suspects_view.k.value())
             return
         coloring = self.map.coloring(mode)
-        self._draw_points(coloring)
-        rows = "".join(f"<tr><td style='color: rgb{c}'>&#9679;</td><td>{name}</td><td align='right'>&nbsp;{n}</td></tr>"
-                       for name, c, n in coloring.legend)
-        rings = ("<span style='color:#ffdc00'>&#9711;</span> current &nbsp;<span style='color:#00dcff'>&#9711;</span> similar "
-                 "&nbsp;<span style='color:#fff'>&#9711;</span> selected")
-        self.legend.setText(f"<b>{mode}</b><table>{rows}</table>{rings}")
-        self.legend.adjustSize()
-
-    def _draw_points(self, coloring):
-        xy, codes = self.map.xy, coloring.codes
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(coloring.colours) + 1))
-        groups = sorted(range(len(coloring.colours)), key=lambda c: bounds[c] - bounds[c + 1])  # big first: small on top
-        while len(self.layers) < len(groups):
-            item = _Points(pxMode=True, size=5, pen=None, hoverable=False)
-            self.vb.addItem(item)
-            self.layers.append((item, np.zeros(0, np.int64)))
-        for n, (item, _) in enumerate(self.layers):
-            rows = order[bounds[groups[n]]:bounds[groups[n] + 1]] if n < len(groups) else np.zeros(0, np.int64)
-            item.setData(x=xy[rows, 0], y=xy[rows, 1], brush=pg.mkBrush(*coloring.colours[groups[n]], 230) if n < len(groups) else None)
-            item.setZValue(n / max(len(groups), 1))
-            self.layers[n] = (item, rows)
+        self.plot.draw_points(self.map.xy, coloring, mode)
 
     def drawn_position(self, i):
-        """Where region ``i`` is drawn (tests check that the picture follows the model)."""
-        for item, rows in self.layers:
-            hit = np.flatnonzero(rows == i)
-            if len(hit):
-                x, y = item.getData()
-                return float(x[hit[0]]), float(y[hit[0]])
-        return None
+        return self.plot.drawn_position(i)
 
     def _draw_marks(self):
         xy = self.map.xy if self.map is not None else np.zeros((0, 2))
         for name, idx in (("selection", self.selection), ("current", [] if self.current is None else [self.current])):
             idx = np.asarray(idx, np.int64)
-            self.marks[name].setData(x=xy[idx, 0], y=xy[idx, 1])
+            self.plot.marks[name].setData(x=xy[idx, 0], y=xy[idx, 1])
         self._similar_timer.start()  # after this event: a click answers before the neighbours
 
     def fit(self):
         if self.map is not None and len(self.map):
-            self.vb.autoRange(items=[item for item, rows in self.layers if len(rows)], padding=0.05)
+            self.plot.fit()
 
     # ------------------------------------------------------------ mouse
     def drag_tool(self, modifiers) -> str:
@@ -345,11 +251,10 @@ class RegionMapPanel(QtWidgets.QWidget):
             self._shape = self._shape[:1] + [(p.x(), p.y())]
             (x0, y0), (x1, y1) = self._shape
             outline = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
-        pts = np.asarray(outline, np.float64)
-        self.shape_item.setData(pts[:, 0], pts[:, 1])
+        self.plot.set_outline(outline)
 
     def shape_finished(self):
-        self.shape_item.setData([], [])
+        self.plot.set_outline([])
         if self.map is None or len(self._shape) < 2:
             return
         if self._tool == "lasso":
@@ -376,17 +281,7 @@ class RegionMapPanel(QtWidgets.QWidget):
 
     def _hover(self, scene_pos):
         i = self._pick(self.vb.mapSceneToView(scene_pos)) if self.vb.sceneBoundingRect().contains(scene_pos) else None
-        if i is None:
-            self.inset.hide()
-            return
-        self.inset.setPixmap(self.inset_pixmap(i))
-        self.inset.adjustSize()
-        at = self.plot.mapFromScene(scene_pos)
-        x = at.x() + 16 if at.x() + 16 + self.inset.width() < self.plot.width() else at.x() - 16 - self.inset.width()
-        y = min(max(at.y() - self.inset.height() // 2, 0), max(self.plot.height() - self.inset.height(), 0))
-        self.inset.move(int(x), int(y))
-        self.inset.show()
-        self.inset.raise_()
+        self.plot.show_card(None if i is None else self.inset_pixmap(i), scene_pos)
 
     def inset_pixmap(self, i) -> QtGui.QPixmap:
         return hover_card(self.crops, self.map.table, i)
@@ -408,10 +303,10 @@ class RegionMapPanel(QtWidgets.QWidget):
 
     def _show_similar(self):
         if self.map is None or self.current is None:
-            self.marks["similar"].setData(x=[], y=[])
+            self.plot.marks["similar"].setData(x=[], y=[])
             return
         idx, dist = self.map.similar(self.current, self.similar_view.k.value())
-        self.marks["similar"].setData(x=self.map.xy[idx, 0], y=self.map.xy[idx, 1])
+        self.plot.marks["similar"].setData(x=self.map.xy[idx, 0], y=self.map.xy[idx, 1])
         self.similar_view.show_similar(self.map.table, self.current, idx, dist)
 
     def request_relabel(self, label=None):

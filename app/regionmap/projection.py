@@ -82,7 +82,8 @@ class UMAPProjection:
 
         X = np.asarray(X, np.float32)
         neighbors = max(2, min(self.params["n_neighbors"], len(X) - 1))
-        self.model = umap.UMAP(n_components=2, metric="cosine", **{**self.params, "n_neighbors": neighbors})
+        jobs = 1 if self.params["random_state"] is not None else -1  # a seed makes umap single-threaded anyway
+        self.model = umap.UMAP(n_components=2, metric="cosine", n_jobs=jobs, **{**self.params, "n_neighbors": neighbors})
         self.model.fit(X)
         return self
 
