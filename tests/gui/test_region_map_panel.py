@@ -12,6 +12,7 @@ from app.images import read_image
 from app.pooling import pool_boxes
 from app.project import Box, Project
 from app.regionmap.bulk import relabel_plan
+from app.regionmap import compute as compute_mod
 from app.regionmap.compute import MapSettings, folder_jobs
 from app.regionmap.table import RegionTable
 
@@ -259,3 +260,30 @@ def test_map_window_on_a_parquet_export_is_read_only_and_shows_reachable_images(
     win.panel.crops = type(win.panel.crops)()
     win.show_region(image, region_id)
     assert "not found" in win.viewer.title_text() and not win.viewer.outline.isVisible()
+
+
+def test_cancel_stops_the_embedding_run_and_shows_what_it_has(panel, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROISCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        cv2.imwrite(str(tmp_path / f"c{i:02d}.png"), rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
+        labelme.write(tmp_path / f"c{i:02d}.json", tmp_path / f"c{i:02d}.png", [Box(10, 10, 90, 90, "a"), Box(50, 50, 190, 190, "b")])
+    jobs, _ = folder_jobs([tmp_path])
+    started = []
+    real = compute_mod.compute_table
+
+    def slowed(jobs, settings, registry, cache, progress, cancelled):  # long enough to cancel midway
+        def step(done, total, path):
+            started.append(done)
+            QtCore.QThread.msleep(30)
+            progress(done, total, path)
+        return real(jobs, settings, registry, cache, step, cancelled)
+
+    monkeypatch.setattr("app.gui.region_map_panel.compute_table", slowed)
+    panel.compute(jobs, MapSettings())
+    assert panel.cancel.isVisible()
+    qtbot.waitUntil(lambda: len(started) >= 2, timeout=30000)
+    with qtbot.waitSignal(panel.map_ready, timeout=30000):
+        qtbot.mouseClick(panel.cancel, LEFT)
+    assert panel.last_compute.cancelled and 0 < len(panel.map) < 80
+    assert "cancelled" in panel.status.text() and not panel.cancel.isVisible()
