@@ -13,7 +13,8 @@ slots
         progress and Cancel) / ``set_map(region_map)``
     ``highlight(image, box_id)``  the window selected a box: ring its point, list similar regions
     ``update_region(image, box_id, corners=, label=, embedding=, features=)``  a box was edited:
-        pass its new embedding, or the image's ``Features`` to pool it with the map's settings
+        pass its new embedding, or the image's ``Features`` (made with the map's extractor and
+        layer, ``panel.settings``) to pool it here; a size mismatch leaves the map as it was
     ``remove_region(image, box_id)``
 
 Mouse: wheel zooms, drag pans; Ctrl+drag (or the Lasso tool) draws a freehand lasso, Shift+drag

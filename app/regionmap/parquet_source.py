@@ -45,6 +45,7 @@ def _embeddings(column, path) -> np.ndarray:
 
 def read_one(path) -> RegionTable:
     import pyarrow.parquet as pq
+    from pyarrow.lib import ArrowNotImplementedError
 
     try:
         table = pq.read_table(path)
@@ -56,7 +57,10 @@ def read_one(path) -> RegionTable:
     emb = _embeddings(table.column("embedding"), path)
     settings = {}
     for name in SETTING_COLUMNS:
-        values = table.column(name).to_pylist()
+        try:
+            values = table.column(name).unique().to_pylist()  # fast; lists may not support it
+        except (NotImplementedError, ArrowNotImplementedError):
+            values = table.column(name).to_pylist()
         distinct = sorted({json.dumps(v) for v in values})
         if len(distinct) > 1:
             raise ValueError(f"{path}: column '{name}' mixes {', '.join(distinct)}; one map needs one setting")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.export_cli import _size
+from app.images import list_images
 
 
 def settings_args(p):
@@ -16,8 +17,12 @@ def settings_args(p):
 
 
 def is_parquet_source(path) -> bool:
+    """A .parquet file, or a folder holding Parquet files and no images (a folder of images with
+    an export inside it is still a folder of images)."""
     path = Path(path)
-    return path.suffix.lower() == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet")))
+    if path.suffix.lower() == ".parquet":
+        return True
+    return path.is_dir() and not list_images([path]) and any(path.rglob("*.parquet"))
 
 
 def load_table(path, args, progress=None, cancelled=None):

@@ -144,3 +144,12 @@ def test_crops_are_cut_from_the_image_and_unreachable_images_give_none(tmp_path)
     assert thumb.shape == (20, 50, 3) and (thumb[..., 0] > 200).all() and (thumb[..., 2] < 50).all()
     assert crops.crop(tmp_path / "r.png", (300, 300, 400, 400)) is None  # outside the image
     assert crops.crop(tmp_path / "gone.png", (0, 0, 5, 5)) is None and "gone.png" in next(iter(crops.unreadable))
+
+
+def test_a_folder_of_images_with_an_export_inside_is_still_a_folder_of_images(folder, tmp_path):
+    from app.regionmap.sources import is_parquet_source
+
+    jobs, _ = folder_jobs([folder])
+    export(jobs, ExportOptions(folder / "out"), folder)
+    assert not is_parquet_source(folder)
+    assert is_parquet_source(folder / "out") and is_parquet_source(folder / "out" / "embeddings.parquet")
