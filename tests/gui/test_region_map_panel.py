@@ -287,3 +287,15 @@ def test_cancel_stops_the_embedding_run_and_shows_what_it_has(panel, qtbot, tmp_
         qtbot.mouseClick(panel.cancel, LEFT)
     assert panel.last_compute.cancelled and 0 < len(panel.map) < 80
     assert "cancelled" in panel.status.text() and not panel.cancel.isVisible()
+
+
+def test_the_lasso_tool_selects_without_a_modifier_and_pan_mode_does_not(panel, qtbot):
+    panel.set_table(three_clusters())
+    cats = np.flatnonzero(panel.map.table.labels == "cat")
+    ring = circle_around(panel.map.xy[cats])
+    drag_path(qtbot, panel, ring, QtCore.Qt.KeyboardModifier.NoModifier)  # Pan: the view moves
+    assert len(panel.selection) == 0
+    panel.fit()
+    qtbot.mouseClick(panel.tools["lasso"], LEFT)
+    drag_path(qtbot, panel, ring, QtCore.Qt.KeyboardModifier.NoModifier)
+    assert sorted(panel.selection) == sorted(cats)
