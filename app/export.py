@@ -139,6 +139,52 @@ class _EmbeddingWriter:
         atomic_write_bytes(self.path, buf.getvalue())
 
 
+def extractor_and_layer(options: ExportOptions):
+    """The extractor named by the options and the layer to export (checked)."""
+    extractor = resolve_extractor(options.extractor)
+    layer = options.layer or extractor.default_layer
+    if layer not in extractor.layers():
+        raise ValueError(f"layer must be one of {extractor.layers()}, got {layer!r}")
+    return extractor, layer
+
+
+def image_regions(image, rgb, boxes, extractor, layer, options: ExportOptions, root, crops_dir):
+    """One image's regions, shared by the local and the Ray engine so both give the same rows:
+    features once, all boxes pooled in one call, crops written (with ``options.crops``).
+    Returns (Parquet/npz columns, manifest rows, seconds spent per stage)."""
+    t0 = time.perf_counter()
+    feats = extract_features(extractor, rgb, layer)
+    t1 = time.perf_counter()
+    corners = np.array([b.corners() for b in boxes], np.float32)
+    pooled = pool_boxes(feats, corners, options.settings)
+    t2 = time.perf_counter()
+    n = len(boxes)
+    h, w = rgb.shape[:2]
+    flags = [";".join(b.flags(w, h)) for b in boxes]
+    columns = {
+        "image": np.array([str(image)] * n), "region_id": np.arange(n, dtype=np.int32),
+        "label": np.array([b.label for b in boxes]),
+        "x1": corners[:, 0].astype(np.float64), "y1": corners[:, 1].astype(np.float64),
+        "x2": corners[:, 2].astype(np.float64), "y2": corners[:, 3].astype(np.float64),
+        "extractor": np.array([options.extractor] * n), "layer": np.array([layer] * n),
+        "op": np.array([options.op] * n), "output_size": np.array(options.output_size, np.int32),
+        "embedding": pooled.reshape(n, -1), "shape": np.array(pooled.shape[1:], np.int32),
+    }
+    manifest = []
+    for i, b in enumerate(boxes):
+        name = ""
+        if options.crops:
+            patch = _crop(rgb, b, options.margin)
+            if patch is not None:
+                name = crop_name(image, root, i)
+                ok, png = cv2.imencode(".png", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR))
+                atomic_write_bytes(crops_dir / name, png.tobytes())
+            else:
+                flags[i] = ";".join(filter(None, [flags[i], "no-crop"]))
+        manifest.append([f"crops/{name}" if name else "", str(image), i, b.label, *b.corners(), flags[i]])
+    return columns, manifest, {"extract": t1 - t0, "pool": t2 - t1, "write": time.perf_counter() - t2}
+
+
 def export(jobs, options: ExportOptions, images_root=None, progress=None) -> ExportSummary:
     """``jobs``: list of (image path, [Box]). ``progress``: optional wrapper around the iterable
     (e.g. tqdm). Feature maps are computed once per image; all its boxes pooled in one call."""
@@ -148,10 +194,7 @@ def export(jobs, options: ExportOptions, images_root=None, progress=None) -> Exp
     for stale in out.glob(f"*{PARTIAL}"):  # left by an interrupted run
         stale.unlink()
     summary = ExportSummary()
-    extractor = resolve_extractor(options.extractor)
-    layer = options.layer or extractor.default_layer
-    if layer not in extractor.layers():
-        raise ValueError(f"layer must be one of {extractor.layers()}, got {layer!r}")
+    extractor, layer = extractor_and_layer(options)
     writer = _EmbeddingWriter(out / f"embeddings.{options.fmt}", options.fmt)
     crops_dir = out / "crops"
     if options.crops:
@@ -172,38 +215,14 @@ def export(jobs, options: ExportOptions, images_root=None, progress=None) -> Exp
         summary.images += 1
         if not boxes:
             continue
-        feats = extract_features(extractor, rgb, layer)
+        columns, rows, times = image_regions(image, rgb, boxes, extractor, layer, options, root, crops_dir)
         t2 = time.perf_counter()
-        corners = np.array([b.corners() for b in boxes], np.float32)
-        pooled = pool_boxes(feats, corners, options.settings)
-        t3 = time.perf_counter()
-        n = len(boxes)
-        h, w = rgb.shape[:2]
-        flags = [";".join(b.flags(w, h)) for b in boxes]
-        writer.add({
-            "image": np.array([str(image)] * n), "region_id": np.arange(n, dtype=np.int32),
-            "label": np.array([b.label for b in boxes]),
-            "x1": corners[:, 0].astype(np.float64), "y1": corners[:, 1].astype(np.float64),
-            "x2": corners[:, 2].astype(np.float64), "y2": corners[:, 3].astype(np.float64),
-            "extractor": np.array([options.extractor] * n), "layer": np.array([layer] * n),
-            "op": np.array([options.op] * n), "output_size": np.array(options.output_size, np.int32),
-            "embedding": pooled.reshape(n, -1), "shape": np.array(pooled.shape[1:], np.int32),
-        })
-        for i, b in enumerate(boxes):
-            name = ""
-            if options.crops:
-                patch = _crop(rgb, b, options.margin)
-                if patch is not None:
-                    name = crop_name(image, root, i)
-                    ok, png = cv2.imencode(".png", cv2.cvtColor(patch, cv2.COLOR_RGB2BGR))
-                    atomic_write_bytes(crops_dir / name, png.tobytes())
-                else:
-                    flags[i] = ";".join(filter(None, [flags[i], "no-crop"]))
-            manifest.append([f"crops/{name}" if name else "", str(image), i, b.label, *b.corners(), flags[i]])
-        summary.regions += n
-        summary.stages["extract"] += t2 - t1
-        summary.stages["pool"] += t3 - t2
-        summary.stages["write"] += time.perf_counter() - t3
+        writer.add(columns)
+        manifest += rows
+        summary.regions += len(boxes)
+        for stage, seconds in times.items():
+            summary.stages[stage] += seconds
+        summary.stages["write"] += time.perf_counter() - t2
     t4 = time.perf_counter()
     writer.close()
     buf = io.StringIO()
