@@ -82,6 +82,33 @@ def _crop(rgb, box, margin):
     return rgb[y1:y2, x1:x2]
 
 
+def embedding_table(columns) -> "pyarrow.Table":
+    """One image's embedding columns (as built by ``image_regions``) as an Arrow table."""
+    import pyarrow as pa
+
+    emb = columns["embedding"]
+    n, d = emb.shape
+    table = pa.table({
+        **{k: v for k, v in columns.items() if k not in ("output_size", "shape", "embedding")},
+        "output_size": pa.FixedSizeListArray.from_arrays(pa.array(np.tile(columns["output_size"], n), pa.int32()), 2),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), d).cast(pa.list_(pa.float32())),
+        "shape": pa.FixedSizeListArray.from_arrays(pa.array(np.tile(columns["shape"], n), pa.int32()), 3).cast(pa.list_(pa.int32())),
+    })
+    return table.set_column(table.schema.get_field_index("output_size"), "output_size",
+                            table.column("output_size").cast(pa.list_(pa.int32())))
+
+
+def empty_embedding_table() -> "pyarrow.Table":
+    """No rows, the schema of ``embedding_table``."""
+    import pyarrow as pa
+
+    return pa.table({k: pa.array([], t) for k, t in (
+        ("image", pa.string()), ("region_id", pa.int32()), ("label", pa.string()),
+        ("x1", pa.float64()), ("y1", pa.float64()), ("x2", pa.float64()), ("y2", pa.float64()),
+        ("extractor", pa.string()), ("layer", pa.string()), ("op", pa.string()),
+        ("output_size", pa.list_(pa.int32())), ("embedding", pa.list_(pa.float32())), ("shape", pa.list_(pa.int32())))})
+
+
 class _EmbeddingWriter:
     """Parquet: a row group per image through a ParquetWriter (memory stays flat).
     npz: rows collected, written once at the end."""
@@ -95,19 +122,9 @@ class _EmbeddingWriter:
         if self.fmt == "npz":
             self.rows.append(columns)
             return
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        emb = columns.pop("embedding")
-        n, d = emb.shape
-        table = pa.table({
-            **{k: v for k, v in columns.items() if k not in ("output_size", "shape")},
-            "output_size": pa.FixedSizeListArray.from_arrays(pa.array(np.tile(columns["output_size"], n), pa.int32()), 2),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), d).cast(pa.list_(pa.float32())),
-            "shape": pa.FixedSizeListArray.from_arrays(pa.array(np.tile(columns["shape"], n), pa.int32()), 3).cast(pa.list_(pa.int32())),
-        })
-        table = table.set_column(table.schema.get_field_index("output_size"), "output_size",
-                                 table.column("output_size").cast(pa.list_(pa.int32())))
+        table = embedding_table(columns)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.tmp, table.schema)
         self.writer.write_table(table)
@@ -115,14 +132,9 @@ class _EmbeddingWriter:
     def close(self):
         if self.fmt == "parquet":
             if self.writer is None:
-                import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                empty = pa.table({k: pa.array([], t) for k, t in (
-                    ("image", pa.string()), ("region_id", pa.int32()), ("label", pa.string()),
-                    ("x1", pa.float64()), ("y1", pa.float64()), ("x2", pa.float64()), ("y2", pa.float64()),
-                    ("extractor", pa.string()), ("layer", pa.string()), ("op", pa.string()),
-                    ("output_size", pa.list_(pa.int32())), ("embedding", pa.list_(pa.float32())), ("shape", pa.list_(pa.int32())))})
+                empty = empty_embedding_table()
                 pq.write_table(empty, self.tmp)
             else:
                 self.writer.close()
