@@ -126,6 +126,7 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
     ray_options = ray_options or RayOptions()
     if options.fmt != "parquet":
         raise ValueError(f"--engine ray writes a Parquet dataset; --format {options.fmt} is for the local engine")
+    ray = _import_ray()  # before any work: without Ray, say so at once
     started = time.perf_counter()
     out = options.out_dir
     emb_dir = out / EMBEDDINGS_DIR
@@ -139,7 +140,6 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
     todo = [c for c in chunks if not (emb_dir / c.part_name).is_file()]
     summary = RayExportSummary(chunks=len(chunks), resumed=len(chunks) - len(todo))
     if todo:
-        ray = _import_ray()
         owned = _connect(ray, ray_options.address)
         try:
             ticks = _ticks(_results(ray, todo, options, ray_options, root), summary)
