@@ -51,12 +51,16 @@ class RayExportSummary(ExportSummary):
     computed_regions: int = 0  # regions computed by this run (the rest were resumed)
     stale_removed: int = 0
     stages: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    # the driver's own seconds: planning (stat and keys), joining Ray, waiting for the first
+    # chunk (actors starting, the model built), and rebuilding the manifests from the parts
+    driver: dict = field(default_factory=lambda: dict.fromkeys(("plan", "connect", "first chunk", "manifests"), 0.0))
 
     def text(self) -> str:
         rate = self.computed_regions / self.seconds if self.seconds else 0.0
         head = (f"ray: {self.chunks} chunks, {self.resumed} already written by an earlier run; "
                 f"{self.computed_regions} regions computed, {rate:.3g} regions/s (stage times are worker-seconds)")
-        return head + "\n" + super().text()
+        driver = "driver: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.driver.items())
+        return head + "\n" + driver + "\n" + super().text()
 
 
 def _import_ray():
@@ -87,6 +91,7 @@ def _actor_pool(ray, options: RayOptions):
 def _results(ray, todo, options: ExportOptions, ray_options: RayOptions, layer_root):
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the caller's bar counts images; Ray's would count chunks
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset execution
     ds = ray.data.from_items([chunk.row() for chunk in todo], override_num_blocks=len(todo))
     ds = ds.map(read_chunk)
     ds = ds.map_batches(
@@ -111,7 +116,10 @@ class _Sized:
 
 def _ticks(results, summary: RayExportSummary):
     """Adds each chunk's result to the summary; yields once per image, for the progress bar."""
+    started = time.perf_counter()
     for batch in results:
+        if not summary.driver["first chunk"]:
+            summary.driver["first chunk"] = time.perf_counter() - started
         for i in range(len(batch["part"])):
             summary.computed_regions += int(batch["regions"][i])
             for stage in STAGES:
@@ -133,14 +141,18 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
     emb_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(emb_dir)
     _, layer = extractor_and_layer(options)  # a wrong layer or model file fails here, clearly
+    t_plan = time.perf_counter()
     root = Path(images_root or (Path(jobs[0][0]).parent if jobs else out))
     if options.crops:
         (out / "crops").mkdir(exist_ok=True)
     chunks = plan_chunks(jobs, ray_options.batch_size, settings_fingerprint(options, layer, root))
     todo = [c for c in chunks if not (emb_dir / c.part_name).is_file()]
     summary = RayExportSummary(chunks=len(chunks), resumed=len(chunks) - len(todo))
+    summary.driver["plan"] = time.perf_counter() - t_plan
     if todo:
+        t_connect = time.perf_counter()
         owned = _connect(ray, ray_options.address)
+        summary.driver["connect"] = time.perf_counter() - t_connect
         try:
             ticks = _ticks(_results(ray, todo, options, ray_options, root), summary)
             for _ in (progress(_Sized(ticks, sum(c.images for c in todo))) if progress else ticks):
@@ -172,7 +184,7 @@ def _finish(out: Path, chunks, summary: RayExportSummary) -> None:
 
     compact_manifests(out, receipts())
     summary.stale_removed = len(remove_stale_parts(emb_dir, {c.part_name for c in chunks}))
-    summary.stages["write"] += time.perf_counter() - t0
+    summary.driver["manifests"] = time.perf_counter() - t0
 
 
 def _last_line(exc) -> str:
