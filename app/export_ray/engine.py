@@ -15,6 +15,7 @@ parts that exist and removes the ones no longer planned, once every planned part
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from app.export_ray.parts import (EMBEDDINGS_DIR, compact_manifests, read_receip
 from app.export_ray.plan import plan_chunks, settings_fingerprint
 from app.export_ray.stages import STAGES, EmbedChunk, read_chunk
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning): ")
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'roiscope[ray]' (or pip install 'ray[data]')"
 
 
@@ -158,7 +160,7 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
             for _ in (progress(_Sized(ticks, sum(c.images for c in todo))) if progress else ticks):
                 pass
         except ray.exceptions.RayError as exc:
-            raise RuntimeError(f"the Ray export stopped: {_last_line(exc)} (re-run to complete it)") from exc
+            raise RuntimeError(f"the Ray export stopped: {root_cause(exc)} (re-run to complete it)") from exc
         finally:
             if owned:
                 ray.shutdown()
@@ -187,6 +189,9 @@ def _finish(out: Path, chunks, summary: RayExportSummary) -> None:
     summary.driver["manifests"] = time.perf_counter() - t0
 
 
-def _last_line(exc) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+def root_cause(exc) -> str:
+    """The worker's own exception line out of Ray's wrapped traceback text (Ray's wrappers do
+    not chain it), e.g. ``IsADirectoryError: [Errno 21] ...``; Ray's last line otherwise."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    own = [line for line in lines if _EXCEPTION_LINE.match(line) and not line.startswith("ray.")]
+    return own[0] if own else (lines[-1] if lines else type(exc).__name__)
