@@ -47,11 +47,12 @@ def _projection(one_worker, jobs):
     print(f"  COCO train2017 on paper ({COCO_IMAGES} images, {COCO_BOXES} boxes; one worker = one actor on this "
           f"2-core machine, {1 / (per_image + COCO_BOXES / COCO_IMAGES * per_region):.2f} COCO images/s):")
     print("    stage shares of the workers' time: " + ", ".join(f"{k} {100 * v / parallel:.0f}%" for k, v in work.items()))
+    start = s.driver["first chunk"]
     for n in (1, 8, 64):
-        wall = parallel / n + serial + s.driver["first chunk"]
+        wall = parallel / n + serial + start
         read_rate = COCO_IMAGES * mean_bytes / wall / 2**20
         print(f"    {n:3d} workers: {wall / 3600:6.2f} h   (limited by {limiter if parallel / n > serial else 'the driver'}; "
-              f"driver's serial part {serial / 60:.1f} min, pool start {s.driver["first chunk"]:.0f} s; storage read {read_rate:.1f} MiB/s)")
+              f"driver's serial part {serial / 60:.1f} min, pool start {start:.0f} s; storage read {read_rate:.1f} MiB/s)")
 
 
 def run(n_images=200, n_boxes=20):
@@ -64,6 +65,7 @@ def run(n_images=200, n_boxes=20):
 
     tmp = Path(tempfile.mkdtemp())
     jobs = _dataset(tmp, n_images, n_boxes)
+    export(jobs[:2], ExportOptions(tmp / "warm-up"))  # one-time tracing/compiling, as each Ray actor's first chunk
     local = export(jobs, ExportOptions(tmp / "local"))
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
@@ -80,6 +82,9 @@ def run(n_images=200, n_boxes=20):
     print(f"  local export: {local.regions / local.seconds:7.0f} regions/s ({local.seconds:.1f} s)")
     print(f"  --engine ray: {both.regions / both.seconds:7.0f} regions/s ({both.seconds:.1f} s; + ray.init {ray_init:.1f} s "
           f"once per process) = {both.seconds / local.seconds:.2f}x the local export's time")
+    steady = both.regions / (both.seconds - both.driver["first chunk"])
+    print(f"    after the pool's start (first chunk {both.driver['first chunk']:.1f} s): {steady:.0f} regions/s = "
+          f"{steady / (local.regions / local.seconds):.2f}x the local export's rate")
     print("    driver: " + ", ".join(f"{k} {v:.1f} s" for k, v in both.driver.items()))
     total = sum(both.stages.values())
     print("    workers' time: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in both.stages.items())
