@@ -2,9 +2,12 @@
 
 Pipeline: the plan's chunks (``from_items``) -> ``read_chunk`` (tasks) -> ``EmbedChunk`` (an actor
 pool; GPU actors with ``gpus_per_worker``) -> one Parquet part per chunk, committed by a rename.
+On CPU-only pools Ray fuses the read into the actors (no image crosses the object store); with
+GPU actors the remote arguments differ, so reads stay CPU tasks that feed the GPUs.
 Ray does the scheduling, retries, back-pressure and streaming; the driver only iterates over
-one small result row per chunk (counts, failures, seconds), so its memory does not grow with
-the number of regions, and holds the plan (the annotations it was given, a key per chunk).
+one small result row per chunk (counts and seconds), so its memory does not grow with the
+number of regions; it holds the plan (the annotations it was given, a key per chunk), whose
+pickled rows ``from_items`` moves into the object store.
 
 Why not ``Dataset.write_parquet``: its file names come from the run (a write id and a block
 index), and a re-run after a killed driver either duplicates the rows of finished blocks or,

@@ -3,6 +3,7 @@ images (COCO's typical size) with 20 boxes each, filters extractor, in the same 
 train2017 projected on paper from the measured per-worker throughput and stage shares."""
 from __future__ import annotations
 
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -93,4 +94,7 @@ def run(n_images=200, n_boxes=20):
           f"({one.images / sum(one.stages.values()):.2f} images/s)")
     print(f"  driver peak memory above start: {delta_half / 2**20:.0f} MiB for {half} images (first run), "
           f"{delta_all / 2**20:.0f} MiB for {n_images} (results stream; it holds the plan, not the rows)")
+    plan_bytes = len(pickle.dumps(jobs, protocol=5)) / sum(len(b) for _, b in jobs)
+    print(f"  the plan (paths and boxes, pickled into the object store): {plan_bytes:.0f} bytes per box, "
+          f"{plan_bytes * COCO_BOXES / 2**20:.0f} MiB for COCO; beyond it the driver holds a key per chunk and the results in flight")
     _projection(one, jobs[:half])
