@@ -83,9 +83,6 @@ def run(n_images=200, n_boxes=20):
     print(f"  local export: {local.regions / local.seconds:7.0f} regions/s ({local.seconds:.1f} s)")
     print(f"  --engine ray: {both.regions / both.seconds:7.0f} regions/s ({both.seconds:.1f} s; + ray.init {ray_init:.1f} s "
           f"once per process) = {both.seconds / local.seconds:.2f}x the local export's time")
-    steady = both.regions / (both.seconds - both.driver["first chunk"])
-    print(f"    after the pool's start (first chunk {both.driver['first chunk']:.1f} s): {steady:.0f} regions/s = "
-          f"{steady / (local.regions / local.seconds):.2f}x the local export's rate")
     print("    driver: " + ", ".join(f"{k} {v:.1f} s" for k, v in both.driver.items()))
     total = sum(both.stages.values())
     print("    workers' time: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in both.stages.items())
