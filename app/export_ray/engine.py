@@ -18,6 +18,7 @@ parts that exist and removes the ones no longer planned, once every planned part
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -86,9 +87,14 @@ def _connect(ray, address) -> bool:
 
 
 def _actor_pool(ray, options: RayOptions):
+    resources = ray.cluster_resources()
+    local = options.address is None and not os.environ.get("RAY_ADDRESS")
+    if local and options.gpus_per_worker > resources.get("GPU", 0):
+        # a local instance never grows: Ray would wait for the GPU forever
+        raise ValueError(f"--gpus-per-worker {options.gpus_per_worker:g}: this machine's Ray instance has "
+                         f"{resources.get('GPU', 0):g} GPU(s); join a cluster with --address or drop the option")
     if options.workers:
         return ray.data.ActorPoolStrategy(size=options.workers)
-    resources = ray.cluster_resources()
     most = resources.get("GPU", 0) / options.gpus_per_worker if options.gpus_per_worker else resources.get("CPU", 1)
     return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(most)))
 

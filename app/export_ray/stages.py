@@ -40,6 +40,18 @@ def read_chunk(row: dict) -> dict:
             "read_s": time.perf_counter() - started}
 
 
+def _grow_gpu_memory() -> None:
+    """TensorFlow takes a whole GPU by default; actors sharing one (``--gpus-per-worker 0.5``)
+    must allocate as they go. Ray has already limited the GPUs this process sees."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the device was initialized already: nothing left to set
+            pass
+
+
 class EmbedChunk:
     """Ray Data actor stage over chunks (``batch_size=1``): one Parquet part per chunk."""
 
@@ -47,6 +59,7 @@ class EmbedChunk:
         self.options, self.root = options, Path(root)
         self.emb_dir = Path(out_dir) / EMBEDDINGS_DIR
         self.crops_dir = Path(out_dir) / "crops"
+        _grow_gpu_memory()
         self.extractor, self.layer = extractor_and_layer(options)  # once per actor
 
     def __call__(self, batch: dict) -> dict:

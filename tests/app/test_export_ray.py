@@ -116,6 +116,13 @@ def test_killed_driver_rerun_completes_without_duplicates(ray_local, samples, tm
     assert table.num_rows == 14 and {tuple(s[:2]) for s in table.column("shape").to_pylist()} == {(3, 3)}
 
 
+def test_gpus_asked_of_a_local_instance_without_gpus_fail_at_once(ray_local, samples, tmp_path, capsys):
+    rc = cli_main(["export", str(samples / "coffee.png"), "--out", str(tmp_path / "o"), "--engine", "ray",
+                   "--gpus-per-worker", "1"])
+    assert rc == 1 and "--gpus-per-worker 1" in capsys.readouterr().err
+    assert not list((tmp_path / "o" / "embeddings").glob("part-*"))
+
+
 def test_without_ray_a_clear_message_and_the_local_engine_unchanged(samples, tmp_path):
     code = ("import sys; sys.modules['ray'] = None; from app.cli import main; "
             "rc = main(['export', sys.argv[1], '--out', sys.argv[2], '--engine', 'ray']); "
