@@ -157,7 +157,7 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
     if options.crops:
         (out / "crops").mkdir(exist_ok=True)
     chunks = plan_chunks(jobs, ray_options.batch_size, settings_fingerprint(options, layer, root))
-    todo = [c for c in chunks if not (emb_dir / c.part_name).is_file()]
+    todo = [c for c in chunks if not _complete(emb_dir / c.part_name)]
     summary = RayExportSummary(chunks=len(chunks), resumed=len(chunks) - len(todo))
     summary.driver["plan"] = time.perf_counter() - t_plan
     if todo:
@@ -176,6 +176,17 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
     _finish(out, chunks, summary)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _complete(part: Path) -> bool:
+    """A part a re-run may keep: written, readable, and without failed images (those chunks are
+    redone, so a transient failure heals and a bad file is named again)."""
+    if not part.is_file():
+        return False
+    try:
+        return not read_receipt(part)["failures"]
+    except Exception:  # a damaged part is simply written again
+        return False
 
 
 def _finish(out: Path, chunks, summary: RayExportSummary) -> None:
