@@ -82,6 +82,8 @@ def _connect(ray, address) -> bool:
     """Join ``address`` or the running instance, else start a local one. True if we started it."""
     if ray.is_initialized():
         return False
+    if address is None:  # an instance of our own: it reports no usage statistics unless asked to
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     return True
 

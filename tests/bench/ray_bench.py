@@ -3,6 +3,7 @@ images (COCO's typical size) with 20 boxes each, filters extractor, in the same 
 train2017 projected on paper from the measured per-worker throughput and stage shares."""
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 import time
@@ -68,6 +69,7 @@ def run(n_images=200, n_boxes=20):
     jobs = _dataset(tmp, n_images, n_boxes)
     export(jobs[:2], ExportOptions(tmp / "warm-up"))  # one-time tracing/compiling, as each Ray actor's first chunk
     local = export(jobs, ExportOptions(tmp / "local"))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     ray_init = time.perf_counter() - t0
