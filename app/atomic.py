@@ -1,25 +1,64 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then os.replace."""
+"""Atomic file writes: a temporary file in the same folder, fsync, then os.replace.
+
+Modes: a new file gets the mode the umask gives (as ``open`` would), a replaced file keeps its
+own. ``tempfile.mkstemp`` would make every file 0600, so the temporary file is opened here with
+mode 0666 and the kernel applies the umask; reading the umask would need ``os.umask``, which is
+process-wide and not thread-safe.
+"""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
+
+
+def temp_path(path) -> Path:
+    """A fresh hidden name beside ``path`` for writing it atomically."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def open_temp(path) -> tuple[int, Path]:
+    """(fd, temporary path) beside ``path``, created exclusively with the umask's mode."""
+    for _ in range(100):
+        tmp = temp_path(path)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: cannot create a temporary file beside it")
+
+
+def commit(tmp, path) -> None:
+    """Rename the finished ``tmp`` onto ``path``; an existing ``path`` keeps its mode."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def remove_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = open_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        commit(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_quietly(tmp)
         raise
 
 

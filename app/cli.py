@@ -1,5 +1,6 @@
 """`roiscope` console entry point. `roiscope [PATH...]` opens the GUI; subcommands run headless
-(those paths import no Qt). Each subcommand lives in its own module with a ``main(argv)``."""
+(those paths import no Qt). Each subcommand lives in its own module with a ``main(argv)``.
+``--verbose`` also shows TensorFlow's start-up log (see ``app.tf_quiet``)."""
 from __future__ import annotations
 
 import importlib
@@ -8,11 +9,12 @@ import sys
 # name -> (module with main(argv), one-line usage)
 SUBCOMMANDS = {
     "export": ("app.export_cli", "roiscope export IMAGES --annotations PATH --out DIR [options]"),
+    "convert": ("app.convert_cli", "roiscope convert ANNOTATIONS --images IMAGES --to labelme|voc|yolo|coco|csv --out DIR"),
 }
 
 
 def usage() -> str:
-    lines = ["usage: roiscope [IMAGE_OR_FOLDER ...]"] + [f"       {text}" for _, text in SUBCOMMANDS.values()]
+    lines = ["usage: roiscope [--verbose] [IMAGE_OR_FOLDER ...]"] + [f"       {text}" for _, text in SUBCOMMANDS.values()]
     return "\n".join(lines)
 
 
@@ -24,6 +26,11 @@ def main(argv=None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    from app.tf_quiet import import_tensorflow
+
+    import_tensorflow(verbose)  # before the window's modules pull it in with its start-up lines
     from app.gui.main_window import run_gui
 
     return run_gui(argv)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import mimetypes
 import sys
 from pathlib import Path
 
 from app.formats import FORMATS, labelme, read_annotations
-from app.formats.common import AnnotationError
-from app.images import is_image, list_images
+from app.images import IMAGE_SUFFIXES, is_image, list_images
+from app.problems import describe, reason, safe_text
+
+SUPPORTED = ", ".join(sorted(IMAGE_SUFFIXES))
 
 
 def _size(text):
@@ -36,6 +39,7 @@ def parser():
     p.add_argument("--op", choices=("roi_pool", "roi_align"), default="roi_align")
     p.add_argument("--size", type=_size, default=(7, 7), help="output size HxW (default 7x7)")
     p.add_argument("--sampling-ratio", type=int, default=-1)
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's start-up log")
     _add_ray_arguments(p)
     return p
 
@@ -58,44 +62,82 @@ def _run_ray(args, jobs, options, root, progress):
 
 
 def collect_jobs(args):
-    """(jobs, images_root, problems): the images and their boxes."""
-    images = list_images(args.images)
-    problems = [f"{p}: not an image or folder" for p in map(Path, args.images) if not p.exists() or (p.is_file() and not is_image(p))]
+    """(jobs, images_root, problems): the images and their boxes. Nothing here stops the run:
+    a folder, an annotation file or a sidecar that fails in any way is one named problem."""
+    images, problems = [], []
+    for p in map(Path, args.images):
+        try:
+            if not p.exists() or (p.is_file() and not is_image(p)):
+                problems.append(f"{p}: not an image or folder" + (f" (RoIScope reads {SUPPORTED})" if p.is_file() else ""))
+            images += list_images([p])
+        except Exception as exc:  # an unreadable folder
+            problems.append(describe(p, exc))
     dirs = [Path(p) for p in args.images if Path(p).is_dir()]
     root = dirs[0] if len(dirs) == 1 else (images[0].parent if images else Path("."))
     boxes = {}
     if args.annotations:
-        result = read_annotations(args.annotations, images, root, args.annotation_format)
-        problems += result.errors
-        boxes = result.boxes
+        try:
+            result = read_annotations(args.annotations, images, root, args.annotation_format)
+        except Exception as exc:  # the readers name their problems; anything else still must not stop the run
+            problems.append(describe(args.annotations, exc))
+        else:
+            problems += [safe_text(e) for e in result.errors]
+            boxes = result.boxes
     else:
         for image in images:
             sidecar = labelme.sidecar_path(image)
-            if sidecar.exists():
-                try:
+            try:
+                if sidecar.exists():
                     boxes[image] = labelme.read(sidecar).boxes
-                except AnnotationError as exc:
-                    problems.append(str(exc))
+            except Exception as exc:
+                problems.append(describe(sidecar, exc))
+        problems += unreadable_annotated(dirs, images)
     return [(image, boxes.get(image, [])) for image in images], root, problems
+
+
+def unreadable_annotated(dirs, images) -> list[str]:
+    """A labelme sidecar whose image is in a format RoIScope cannot read (``photo.gif`` beside
+    ``photo.json``) would be ignored without a word: name each such image."""
+    listed = {labelme.sidecar_path(image) for image in images}
+    problems = []
+    for folder in dirs:
+        try:
+            files = [q for q in folder.iterdir() if q.is_file()]
+        except OSError:
+            continue  # already reported by collect_jobs
+        stems = {}
+        for q in files:
+            kind = mimetypes.guess_type(q.name)[0] or ""
+            if kind.startswith("image/") and not is_image(q):
+                stems.setdefault(q.stem, []).append(q)
+        for sidecar in sorted(q for q in files if q.suffix.lower() == ".json" and q not in listed):
+            for image in stems.get(sidecar.stem, []):
+                problems.append(safe_text(f"{image}: annotated by {sidecar.name}, but RoIScope cannot read "
+                                          f"{image.suffix or 'this'} images ({SUPPORTED}); its boxes were not exported"))
+    return problems
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from tqdm import tqdm
 
+    from app.tf_quiet import import_tensorflow
+
+    import_tensorflow(args.verbose)
     from app.export import ExportOptions, export
+    from app.pooling import PoolSettings
 
     jobs, root, problems = collect_jobs(args)
     try:
         options = ExportOptions(args.out, args.format, args.crops, args.margin, args.extractor, args.layer,
-                                args.op, args.size, args.sampling_ratio)
+                                PoolSettings(args.op, args.size, args.sampling_ratio))
         progress = lambda it: tqdm(it, desc="export", unit="image", disable=None, file=sys.stderr)  # noqa: E731
         if args.engine == "ray":
             summary = _run_ray(args, jobs, options, root, progress)
         else:
             summary = export(jobs, options, root, progress=progress)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"roiscope export: {exc}", file=sys.stderr)
+    except Exception as exc:  # bad options, output in use, disk full: one line, no traceback
+        print(f"roiscope export: {describe(args.out, exc) if isinstance(exc, OSError) else safe_text(reason(exc))}", file=sys.stderr)
         return 1
     summary.failures = problems + summary.failures
     print(summary.text())

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from app.images import capped_for_extraction
 from app.model_files import MODEL_SUFFIXES, load_user_model
+from app.pyramid import PYRAMID, extract_pyramid, offers_pyramid
 from roi_core.backbones import Extractor, Features, builtin_extractors, get_extractor
 
 
@@ -43,14 +44,21 @@ class ExtractorRegistry:
         return extractor
 
 
-def extract_features(extractor: Extractor, rgb, layer: str | None = None, capped=None) -> Features:
+def extract_features(extractor: Extractor, rgb, layer: str | None = None, capped=None):
     """Features of ``rgb`` (an original-size image) on a copy no larger than the extraction cap.
     The returned stride is in original-image pixels (the downscale factor folded in once, here),
     so every caller pools with ``features.spatial_scale`` and nothing else. ``capped``: the
     ``capped_for_extraction(rgb)`` pair when the caller already made it (the GUI shows it)."""
+    if layer == PYRAMID:  # every level, for multi-scale RoIAlign
+        return extract_pyramid(extractor, rgb, capped)
     small, factor = capped if capped is not None else capped_for_extraction(rgb)
     feats = extractor.extract(small, layer)
     return feats if factor == 1.0 else replace(feats, stride=feats.stride * factor)
+
+
+def layer_choices(extractor: Extractor) -> list[str]:
+    """The extractor's layers, plus the pyramid of all levels when it has several strides."""
+    return extractor.layers() + ([PYRAMID] if offers_pyramid(extractor) else [])
 
 
 def resolve_extractor(name) -> Extractor:

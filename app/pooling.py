@@ -7,14 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from roi_core import roi_align, roi_pool
-from roi_core.backbones import Features
+from app.pyramid import PYRAMID, Pyramid
 
-OPS = ("roi_pool", "roi_align")
+MULTI_SCALE = "multi_scale_roi_align"  # needs a pyramid (the layer app.pyramid.PYRAMID)
+OPS = ("roi_pool", "roi_align", MULTI_SCALE)
 
 
 @dataclass(frozen=True)
 class PoolSettings:
-    op: str = "roi_align"  # roi_pool | roi_align
+    op: str = "roi_align"  # roi_pool | roi_align | multi_scale_roi_align
     output_size: tuple[int, int] = (7, 7)
     sampling_ratio: int = -1
     aligned: bool = True
@@ -24,10 +25,17 @@ class PoolSettings:
             raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
 
 
-def pool_boxes(features: Features, boxes_px, settings: PoolSettings) -> np.ndarray:
+def pool_boxes(features, boxes_px, settings: PoolSettings) -> np.ndarray:
     """``(K, 4)`` pixel boxes of the original image -> ``(K, ph, pw, C)`` float32. ``features``
-    come from ``app.extraction.extract_features`` (stride in original-image pixels)."""
+    come from ``app.extraction.extract_features`` (stride in original-image pixels): one map's
+    ``Features``, or a ``Pyramid`` (multi-scale RoIAlign; single-map ops use its finest level)."""
     boxes_px = np.asarray(boxes_px, dtype=np.float32).reshape(-1, 4)
+    if isinstance(features, Pyramid):
+        if settings.op == MULTI_SCALE:
+            return features.pool(boxes_px, settings.output_size, settings.sampling_ratio)
+        features = features.finest
+    elif settings.op == MULTI_SCALE:
+        raise ValueError(f"{MULTI_SCALE} needs the feature pyramid (layer {PYRAMID!r}), not a single map")
     rows = np.concatenate([np.zeros((len(boxes_px), 1), np.float32), boxes_px], axis=1)
     scale = features.spatial_scale
     if settings.op == "roi_pool":

@@ -69,7 +69,7 @@ class ImageDoc:
         if not self.sidecar.exists():
             return
         try:
-            doc = labelme.read(self.sidecar)
+            doc = labelme.read(self.sidecar, derived=True)  # polygons, circles, masks: regions by their bounding box
         except ValueError as exc:
             self.load_error = str(exc)
             return

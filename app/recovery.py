@@ -24,7 +24,7 @@ def write(opened, docs) -> None:
         clear()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"opened": [str(p) for p in opened], "docs": dirty}, ensure_ascii=False))
+    atomic_write_text(path, json.dumps({"opened": [str(p) for p in opened], "docs": dirty}))  # ASCII: paths of any bytes (surrogate escapes) survive
 
 
 def read():

@@ -1,8 +1,28 @@
-"""roi_core: exact, vectorized RoIPool / RoIAlign for TensorFlow, with Keras 3 layers.
+"""roi_core: exact, vectorized RoI pooling for TensorFlow (channels last), equal to torchvision's
+kernels, with Keras 3 layers.
 
     from roi_core import roi_pool, roi_align, ROIPoolingLayer, ROIAlignLayer
+    from roi_core import ps_roi_pool, ps_roi_align, multi_scale_roi_align
 """
-from .layers import ROIAlignLayer, ROIPoolingLayer
-from .ops import roi_align, roi_pool
+from .layers import (
+    MultiScaleROIAlignLayer,
+    PSROIAlignLayer,
+    PSROIPoolingLayer,
+    ROIAlignLayer,
+    ROIPoolingLayer,
+)
+from .ops import multi_scale_levels, multi_scale_roi_align, ps_roi_align, ps_roi_pool, roi_align, roi_pool
 
-__all__ = ["roi_pool", "roi_align", "ROIPoolingLayer", "ROIAlignLayer"]
+__all__ = [
+    "roi_pool",
+    "roi_align",
+    "ps_roi_pool",
+    "ps_roi_align",
+    "multi_scale_roi_align",
+    "multi_scale_levels",
+    "ROIPoolingLayer",
+    "ROIAlignLayer",
+    "PSROIPoolingLayer",
+    "PSROIAlignLayer",
+    "MultiScaleROIAlignLayer",
+]

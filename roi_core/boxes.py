@@ -1,4 +1,4 @@
-"""Box conventions, conversions and input validation for the RoI operators.
+"""Box conventions and input validation for the RoI operators.
 
 Conventions
 -----------
@@ -8,6 +8,8 @@ Conventions
   feature map (equivalently of the image).
 * Pixel boxes: ``(x1, y1, x2, y2)`` with ``x`` to the right and ``y`` down, origin at the
   top-left corner of the top-left pixel.
+
+Where bins and samples fall on the grid (for display): geometry.py.
 
 Validation turns bad input into ``ValueError`` messages that name the argument. Value checks
 (NaN, batch range) run only on concrete (eager / NumPy) data: inside a traced graph the values
@@ -41,6 +43,7 @@ def _is_concrete(x) -> bool:
 
 def validate_features(features) -> tf.Tensor:
     """Return ``features`` as a float32 tensor of rank 4 ``(B, H, W, C)``."""
+    arr = None
     if not tf.is_tensor(features):
         arr = np.asarray(features)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
@@ -53,11 +56,27 @@ def validate_features(features) -> tf.Tensor:
         raise ValueError(f"features must have rank 4 (B, H, W, C), got shape {features.shape}")
     if features.shape.rank is None:
         raise ValueError("features must have a known rank of 4 (B, H, W, C)")
+    if features.dtype == tf.float64 and _is_concrete(features):
+        _check_fits_float32(features.numpy())
+    elif features.dtype == tf.float64 and isinstance(arr, np.ndarray):  # a constant in a graph
+        _check_fits_float32(arr)
     features = tf.cast(features, tf.float32)
     h, w = features.shape[1], features.shape[2]
     if (h is not None and h == 0) or (w is not None and w == 0):
         raise ValueError(f"features must have a non-empty spatial grid, got shape {features.shape}")
     return features
+
+
+def _check_fits_float32(values: np.ndarray) -> None:
+    """The operators compute in float32: a finite float64 value beyond its range would become
+    inf there (and RoIAlign's weighted sums NaN), so it is refused instead."""
+    with np.errstate(over="ignore"):
+        overflow = np.isfinite(values) & ~np.isfinite(values.astype(np.float32))
+    if overflow.any():
+        where = tuple(int(i) for i in np.argwhere(overflow)[0])
+        raise ValueError(
+            f"features must fit float32 (the operators compute in float32): features{list(where)} is {values[where]:g}"
+        )
 
 
 def validate_boxes(boxes, num_images=None) -> tf.Tensor:
@@ -106,75 +125,11 @@ def validate_sampling_ratio(sampling_ratio) -> int:
     return int(sampling_ratio)
 
 
-# ----- conversions (NumPy; used by the application, cheap and exact) ------------------------
+def __getattr__(name):
+    # The overlay geometry moved to roi_core.geometry; this keeps the GUI's old import working
+    # until it imports from there.
+    if name in ("roi_pool_cells", "roi_align_samples"):
+        from . import geometry
 
-def relative_to_pixels(rel, width: int, height: int) -> np.ndarray:
-    """``(..., 4)`` relative ``(x_min, y_min, x_max, y_max)`` -> pixel coordinates."""
-    rel = np.asarray(rel, dtype=np.float64)
-    return rel * np.array([width, height, width, height], dtype=np.float64)
-
-
-def pixels_to_relative(px, width: int, height: int) -> np.ndarray:
-    """``(..., 4)`` pixel ``(x1, y1, x2, y2)`` -> relative coordinates."""
-    px = np.asarray(px, dtype=np.float64)
-    return px / np.array([width, height, width, height], dtype=np.float64)
-
-
-def pixels_to_features(px, spatial_scale: float) -> np.ndarray:
-    """Pixel coordinates -> feature-grid coordinates (``x * spatial_scale``)."""
-    return np.asarray(px, dtype=np.float64) * float(spatial_scale)
-
-
-def normalize_corners(px) -> np.ndarray:
-    """Order each box's corners so that ``x1 <= x2`` and ``y1 <= y2``."""
-    px = np.asarray(px, dtype=np.float64)
-    x1 = np.minimum(px[..., 0], px[..., 2])
-    x2 = np.maximum(px[..., 0], px[..., 2])
-    y1 = np.minimum(px[..., 1], px[..., 3])
-    y2 = np.maximum(px[..., 1], px[..., 3])
-    return np.stack([x1, y1, x2, y2], axis=-1)
-
-
-def with_batch_index(px, batch_index: int = 0) -> np.ndarray:
-    """``(K, 4)`` pixel boxes -> ``(K, 5)`` operator rows ``[batch_index, x1, y1, x2, y2]``."""
-    px = np.asarray(px, dtype=np.float32).reshape(-1, 4)
-    idx = np.full((px.shape[0], 1), batch_index, dtype=np.float32)
-    return np.concatenate([idx, px], axis=1)
-
-
-def roi_pool_cells(box_px, spatial_scale: float, output_size, feature_hw) -> dict:
-    """Where RoIPool's bins fall on the feature grid for one pixel box (for display).
-
-    Returns integer cell edges ``rows (ph, 2)`` and ``cols (pw, 2)`` as half-open
-    ``[start, end)`` feature-cell ranges after clipping, exactly as ``roi_pool`` uses them.
-    """
-    ph, pw = normalize_output_size(output_size)
-    h, w = feature_hw
-    x1, y1, x2, y2 = (np.float32(v) * np.float32(spatial_scale) for v in box_px)
-    sw, sh, ew, eh = (int(np.sign(v) * np.floor(np.abs(v) + 0.5)) for v in (x1, y1, x2, y2))
-    roi_w, roi_h = max(ew - sw + 1, 1), max(eh - sh + 1, 1)
-    bh, bw = np.float32(roi_h) / np.float32(ph), np.float32(roi_w) / np.float32(pw)
-    rows = [(min(max(int(np.floor(np.float32(p) * bh)) + sh, 0), h), min(max(int(np.ceil(np.float32(p + 1) * bh)) + sh, 0), h)) for p in range(ph)]
-    cols = [(min(max(int(np.floor(np.float32(q) * bw)) + sw, 0), w), min(max(int(np.ceil(np.float32(q + 1) * bw)) + sw, 0), w)) for q in range(pw)]
-    return {"rows": np.array(rows), "cols": np.array(cols)}
-
-
-def roi_align_samples(box_px, spatial_scale: float, output_size, sampling_ratio=-1, aligned=False):
-    """Sample-point coordinates (feature grid) RoIAlign uses for one pixel box (for display).
-
-    Returns ``ys (ph, gh)`` and ``xs (pw, gw)``; the samples are their Cartesian product per bin.
-    """
-    ph, pw = normalize_output_size(output_size)
-    offset = np.float32(0.5 if aligned else 0.0)
-    s = np.float32(spatial_scale)
-    x1, y1, x2, y2 = (np.float32(v) * s - offset for v in box_px)
-    rw, rh = x2 - x1, y2 - y1
-    if not aligned:
-        rw, rh = max(rw, np.float32(1)), max(rh, np.float32(1))
-    bh, bw = np.float32(rh / ph), np.float32(rw / pw)
-    gh = sampling_ratio if sampling_ratio > 0 else int(np.ceil(bh))
-    gw = sampling_ratio if sampling_ratio > 0 else int(np.ceil(bw))
-    gh, gw = max(gh, 0), max(gw, 0)
-    ys = np.array([[y1 + p * bh + (i + np.float32(0.5)) * bh / gh for i in range(gh)] for p in range(ph)], dtype=np.float32).reshape(ph, gh)
-    xs = np.array([[x1 + q * bw + (j + np.float32(0.5)) * bw / gw for j in range(gw)] for q in range(pw)], dtype=np.float32).reshape(pw, gw)
-    return {"ys": ys, "xs": xs}
+        return getattr(geometry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

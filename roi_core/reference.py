@@ -1,20 +1,15 @@
 """Slow, obviously-correct NumPy versions of the operators, written from torchvision's CPU
-kernels line by line. Used only by tests and benchmarks.
+kernels line by line. Used only by tests and benchmarks. Bin edges and sample positions come
+from geometry.py, which the overlay draws too.
 
 All arithmetic is float32, in the same order as the C++ kernels, so results match to float32
 rounding. Features are ``(B, H, W, C)`` (channels last); boxes ``(K, 5)``.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-F32 = np.float32
-
-
-def _round_half_away(v: np.float32) -> int:
-    return int(math.copysign(math.floor(abs(float(v)) + 0.5), float(v)))
+from .geometry import F32, align_sample_grid, pool_bin_edges
 
 
 def roi_pool_ref(features, boxes, output_size, spatial_scale=1.0, return_argmax=False):
@@ -26,27 +21,11 @@ def roi_pool_ref(features, boxes, output_size, spatial_scale=1.0, return_argmax=
     _, height, width, channels = feats.shape
     out = np.zeros((boxes.shape[0], ph, pw, channels), dtype=F32)
     arg = np.full(out.shape, -1, dtype=np.int64)
-    scale = F32(spatial_scale)
-    for k, (bi, x1, y1, x2, y2) in enumerate(boxes):
-        b = int(bi)
-        start_w = _round_half_away(F32(x1) * scale)
-        start_h = _round_half_away(F32(y1) * scale)
-        end_w = _round_half_away(F32(x2) * scale)
-        end_h = _round_half_away(F32(y2) * scale)
-        roi_w = max(end_w - start_w + 1, 1)
-        roi_h = max(end_h - start_h + 1, 1)
-        bin_h = F32(roi_h) / F32(ph)
-        bin_w = F32(roi_w) / F32(pw)
-        for p in range(ph):
-            for q in range(pw):
-                hs = int(math.floor(F32(p) * bin_h))
-                ws = int(math.floor(F32(q) * bin_w))
-                he = int(math.ceil(F32(p + 1) * bin_h))
-                we = int(math.ceil(F32(q + 1) * bin_w))
-                hs = min(max(hs + start_h, 0), height)
-                he = min(max(he + start_h, 0), height)
-                ws = min(max(ws + start_w, 0), width)
-                we = min(max(we + start_w, 0), width)
+    for k, box in enumerate(boxes):
+        b = int(box[0])
+        rows, cols = pool_bin_edges(box[1:], spatial_scale, ph, pw, height, width)
+        for p, (hs, he) in enumerate(rows):
+            for q, (ws, we) in enumerate(cols):
                 empty = he <= hs or we <= ws
                 for c in range(channels):
                     best = F32(0) if empty else F32(-np.finfo(F32).max)
@@ -89,32 +68,102 @@ def roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_rati
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
     _, height, width, channels = feats.shape
     out = np.zeros((boxes.shape[0], ph, pw, channels), dtype=F32)
-    scale = F32(spatial_scale)
-    offset = F32(0.5) if aligned else F32(0)
-    for k, (bi, x1, y1, x2, y2) in enumerate(boxes):
-        b = int(bi)
-        start_w = F32(x1) * scale - offset
-        start_h = F32(y1) * scale - offset
-        end_w = F32(x2) * scale - offset
-        end_h = F32(y2) * scale - offset
-        roi_w = F32(end_w - start_w)
-        roi_h = F32(end_h - start_h)
-        if not aligned:
-            roi_w = max(roi_w, F32(1))
-            roi_h = max(roi_h, F32(1))
-        bin_h = F32(roi_h / F32(ph))
-        bin_w = F32(roi_w / F32(pw))
-        grid_h = sampling_ratio if sampling_ratio > 0 else int(math.ceil(bin_h))
-        grid_w = sampling_ratio if sampling_ratio > 0 else int(math.ceil(bin_w))
-        count = max(grid_h * grid_w, 1)
+    for k, box in enumerate(boxes):
+        b = int(box[0])
+        ys, xs, count = align_sample_grid(box[1:], spatial_scale, ph, pw, sampling_ratio, aligned)
         for p in range(ph):
             for q in range(pw):
                 acc = np.zeros(channels, dtype=F32)
-                for iy in range(grid_h):
-                    y = F32(start_h + F32(p) * bin_h) + F32(F32(F32(iy) + F32(0.5)) * bin_h) / F32(grid_h)
-                    for ix in range(grid_w):
-                        x = F32(start_w + F32(q) * bin_w) + F32(F32(F32(ix) + F32(0.5)) * bin_w) / F32(grid_w)
+                for y in ys[p]:
+                    for x in xs[q]:
                         for h, w, wt in _bilinear_taps(F32(y), F32(x), height, width):
                             acc += wt * feats[b, h, w]
                 out[k, p, q] = acc / F32(count)
+    return out
+
+
+def _ps_channels(c_out: int, p: int, q: int, ph: int, pw: int):
+    """torchvision's NCHW channel of output channel ``c_out`` at bin (p, q)."""
+    return [(c * ph + p) * pw + q for c in range(c_out)]
+
+
+def ps_roi_pool_ref(features, boxes, output_size, spatial_scale=1.0):
+    """Position-sensitive RoI average pooling (R-FCN), torchvision's CPU forward."""
+    feats = np.asarray(features, dtype=F32)
+    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    _, height, width, channels = feats.shape
+    c_out = channels // (ph * pw)
+    out = np.zeros((boxes.shape[0], ph, pw, c_out), dtype=F32)
+    for k, box in enumerate(boxes):
+        b = int(box[0])
+        rows, cols = pool_bin_edges(box[1:], spatial_scale, ph, pw, height, width, position_sensitive=True)
+        for p, (hs, he) in enumerate(rows):
+            for q, (ws, we) in enumerate(cols):
+                if he <= hs or we <= ws:
+                    continue
+                chans = _ps_channels(c_out, p, q, ph, pw)
+                acc = np.zeros(c_out, dtype=F32)
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        acc += feats[b, h, w, chans]
+                out[k, p, q] = acc / F32((he - hs) * (we - ws))
+    return out
+
+
+def ps_roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1):
+    """Position-sensitive RoIAlign, torchvision's CPU forward (always half-pixel aligned, no
+    minimum RoI size). Where torchvision divides 0 samples by 0 (NaN), this gives 0."""
+    feats = np.asarray(features, dtype=F32)
+    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    _, height, width, channels = feats.shape
+    c_out = channels // (ph * pw)
+    out = np.zeros((boxes.shape[0], ph, pw, c_out), dtype=F32)
+    for k, box in enumerate(boxes):
+        b = int(box[0])
+        ys, xs, count = align_sample_grid(box[1:], spatial_scale, ph, pw, sampling_ratio, aligned=True)
+        for p in range(ph):
+            for q in range(pw):
+                chans = _ps_channels(c_out, p, q, ph, pw)
+                acc = np.zeros(c_out, dtype=F32)
+                for y in ys[p]:
+                    for x in xs[q]:
+                        for h, w, wt in _bilinear_taps(F32(y), F32(x), height, width):
+                            acc += wt * feats[b, h, w, chans]
+                out[k, p, q] = acc / F32(count)
+    return out
+
+
+def infer_scale_ref(map_height: int, image_height: int) -> float:
+    """torchvision's _infer_scale: the power of two nearest (in log2, float32, half to even)."""
+    return float(2.0 ** float(np.round(np.log2(F32(float(map_height) / float(image_height))))))
+
+
+def level_mapper_ref(boxes_xyxy, k_min, k_max, canonical_scale=224, canonical_level=4, eps=1e-6):
+    """torchvision's LevelMapper in float32: level index per box, -1 where the area is NaN
+    (negative: a box inverted along one axis), which torchvision pools into no level."""
+    bx = np.asarray(boxes_xyxy, dtype=F32).reshape(-1, 4)
+    area = (bx[:, 2] - bx[:, 0]) * (bx[:, 3] - bx[:, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.sqrt(area)
+        lvl = np.floor(F32(canonical_level) + np.log2(s / F32(canonical_scale)) + F32(eps))
+    lvl = np.clip(lvl, k_min, k_max)
+    return np.where(np.isnan(lvl), -1, np.nan_to_num(lvl) - k_min).astype(np.int64)
+
+
+def multi_scale_roi_align_ref(features, boxes, output_size, image_size, sampling_ratio=2, canonical_scale=224, canonical_level=4):
+    """torchvision's MultiScaleRoIAlign (FPN) on one batch: ``features`` finest first."""
+    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
+    scales = [infer_scale_ref(f.shape[1], image_size[0]) for f in features]
+    if len(features) == 1:
+        return roi_align_ref(features[0], boxes, output_size, scales[0], sampling_ratio, False)
+    k_min, k_max = int(-np.log2(F32(scales[0]))), int(-np.log2(F32(scales[-1])))
+    levels = level_mapper_ref(boxes[:, 1:], k_min, k_max, canonical_scale, canonical_level)
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    out = np.zeros((boxes.shape[0], ph, pw, features[0].shape[3]), dtype=F32)
+    for level, (feats, scale) in enumerate(zip(features, scales)):
+        idx = np.nonzero(levels == level)[0]
+        if idx.size:
+            out[idx] = roi_align_ref(feats, boxes[idx], output_size, scale, sampling_ratio, False)
     return out

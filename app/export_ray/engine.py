@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.export import ExportOptions, ExportSummary, extractor_and_layer
+from app.export import ExportOptions, ExportSummary, extractor_and_layer, output_lock
 from app.export_ray.parts import (EMBEDDINGS_DIR, compact_manifests, read_receipt, remove_leftovers,
                                   remove_stale_parts)
 from app.export_ray.plan import plan_chunks, settings_fingerprint
@@ -143,18 +143,28 @@ def _ticks(results, summary: RayExportSummary):
 
 def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayOptions | None = None,
                progress=None) -> RayExportSummary:
-    """The local export's job list and options, run on Ray Data; output in ``out/embeddings/``."""
+    """The local export's job list and options, run on Ray Data; output in ``out/embeddings/``.
+    Raises ValueError (bad options), RuntimeError (no Ray, or the run stopped: re-run it),
+    OutputInUse (another run writes into ``out``)."""
     ray_options = ray_options or RayOptions()
     if options.fmt != "parquet":
         raise ValueError(f"--engine ray writes a Parquet dataset; --format {options.fmt} is for the local engine")
     ray = _import_ray()  # before any work: without Ray, say so at once
     started = time.perf_counter()
+    _, layer = extractor_and_layer(options)  # a wrong layer or model file fails here, clearly
+    out = options.out_dir
+    (out / EMBEDDINGS_DIR).mkdir(parents=True, exist_ok=True)
+    with output_lock(out):  # the local export's lock: one run per folder, whichever engine
+        summary = _run(ray, jobs, options, layer, images_root, ray_options, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run(ray, jobs, options, layer, images_root, ray_options, progress) -> RayExportSummary:
+    t_plan = time.perf_counter()
     out = options.out_dir
     emb_dir = out / EMBEDDINGS_DIR
-    emb_dir.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(emb_dir)
-    _, layer = extractor_and_layer(options)  # a wrong layer or model file fails here, clearly
-    t_plan = time.perf_counter()
+    remove_leftovers(out)
     root = Path(images_root or (Path(jobs[0][0]).parent if jobs else out))
     if options.crops:
         (out / "crops").mkdir(exist_ok=True)
@@ -176,7 +186,6 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
             if owned:
                 ray.shutdown()
     _finish(out, chunks, summary)
-    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -203,7 +212,9 @@ def _finish(out: Path, chunks, summary: RayExportSummary) -> None:
             summary.images += receipt["images"]
             summary.skipped += receipt["skipped"]
             summary.regions += receipt["regions"]
+            summary.skipped_regions += receipt["skipped_regions"]
             summary.failures += receipt["failures"]
+            summary.warnings += receipt["warnings"]
             yield receipt
 
     compact_manifests(out, receipts())

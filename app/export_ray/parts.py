@@ -12,12 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.atomic import atomic_write_bytes
-from app.export import MANIFEST_COLUMNS, empty_embedding_table
+from app.atomic import atomic_write_bytes, commit, open_temp, remove_quietly
+from app.export import EMBEDDING_SCHEMA, MANIFEST_COLUMNS
 
 RECEIPT_KEY = b"roiscope.chunk"
 EMBEDDINGS_DIR = "embeddings"
@@ -27,7 +26,7 @@ def write_part(path: Path, tables: list, receipt: dict) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables(tables) if tables else empty_embedding_table()
+    table = pa.concat_tables(tables) if tables else EMBEDDING_SCHEMA.empty_table()
     table = table.replace_schema_metadata({RECEIPT_KEY: json.dumps(receipt).encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
@@ -43,9 +42,10 @@ def read_receipt(path: Path) -> dict:
     return json.loads(metadata[RECEIPT_KEY])
 
 
-def remove_leftovers(emb_dir: Path) -> None:
-    """Temporary files of a run that was killed while writing (``atomic_write_bytes`` names)."""
-    for stale in emb_dir.glob(".part-*.tmp"):
+def remove_leftovers(out: Path) -> None:
+    """Temporary files of a run that was killed while writing (not of a running one: the caller
+    holds the output folder's lock)."""
+    for stale in [*(out / EMBEDDINGS_DIR).glob(".part-*.tmp"), *out.glob(".*.tmp"), *(out / "crops").glob(".*.tmp")]:
         stale.unlink(missing_ok=True)
 
 
@@ -62,16 +62,18 @@ def remove_stale_parts(emb_dir: Path, keep: set) -> list:
 
 @contextmanager
 def _atomic_text(path: Path):
-    """A text file streamed to a temporary name, renamed when the block ends without error."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """A text file streamed to a temporary name, renamed when the block ends without error
+    (``app.atomic``'s naming and modes: the umask's for a new file, the old one's kept)."""
+    fd, tmp = open_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        # backslashreplace: a non-UTF-8 name is kept as the local export keeps it (\udcNN)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        commit(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise
 
 

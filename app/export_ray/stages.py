@@ -2,9 +2,10 @@
 
 ``read_chunk`` (a task): read and decode a chunk's images. ``EmbedChunk`` (an actor: it builds
 its extractor once): extract, pool all of an image's boxes in one call, write crops and the
-chunk's Parquet part. Each image goes through ``app.export.image_regions``, the very code of the
-local export, so both engines give the same rows. A failing image is named in the chunk's
-receipt and the rest of the chunk goes on; only a failure to write the part fails the task.
+chunk's Parquet part. Each image goes through ``app.export.prepare_pixels``, the very code of the
+local export, so both engines give the same rows and name the same problems. A failing image is
+named in the chunk's receipt and the rest of the chunk goes on; only a failure to write the part
+or a crop fails the task (and the run, as in the local export).
 """
 from __future__ import annotations
 
@@ -12,31 +13,32 @@ import pickle
 import time
 from pathlib import Path
 
-from app.export import embedding_table, extractor_and_layer, image_regions
+from app.atomic import atomic_write_bytes
+from app.export import ExportSummary, extractor_and_layer, pages_warning, prepare_pixels
 from app.export_ray.parts import EMBEDDINGS_DIR, write_part
-from app.images import read_image
+from app.images import load_image
+from app.problems import describe
 
 STAGES = ("read", "extract", "pool", "write")
-
-
-def failure_text(image, exc: BaseException) -> str:
-    """``path: reason``, whatever the exception type."""
-    text = str(exc) or type(exc).__name__
-    return text if text.startswith(str(image)) else f"{image}: {type(exc).__name__}: {text}"
 
 
 def read_chunk(row: dict) -> dict:
     """Ray Data ``map`` stage: the decoded images (None where reading failed), pickled so that
     images of different sizes travel as one value."""
     started = time.perf_counter()
-    images, failures = [], []
+    images, failures, warnings = [], [], []
     for image, _ in pickle.loads(row["jobs"]):
         try:
-            images.append(read_image(image))
+            rgb, info = load_image(image)
         except Exception as exc:  # one bad file never costs the rest
             images.append(None)
-            failures.append(failure_text(image, exc))
-    return {**row, "pixels": pickle.dumps(images, protocol=5), "read_failures": pickle.dumps(failures),
+            failures.append(describe(image, exc))
+            continue
+        images.append(rgb)
+        if info.pages > 1:
+            warnings.append(pages_warning(image, info))
+    notes = {"failures": failures, "warnings": warnings}
+    return {**row, "pixels": pickle.dumps(images, protocol=5), "notes": pickle.dumps(notes),
             "read_s": time.perf_counter() - started}
 
 
@@ -63,35 +65,40 @@ class EmbedChunk:
         self.extractor, self.layer = extractor_and_layer(options)  # once per actor
 
     def __call__(self, batch: dict) -> dict:
-        results = [self.embed(pickle.loads(jobs), pickle.loads(pixels), pickle.loads(failures), float(read_s), str(part))
-                   for jobs, pixels, failures, read_s, part in zip(
-                       batch["jobs"], batch["pixels"], batch["read_failures"], batch["read_s"], batch["part"])]
+        results = [self.embed(pickle.loads(jobs), pickle.loads(pixels), pickle.loads(notes), float(read_s), str(part))
+                   for jobs, pixels, notes, read_s, part in zip(
+                       batch["jobs"], batch["pixels"], batch["notes"], batch["read_s"], batch["part"])]
         return {key: [r[key] for r in results] for key in results[0]} if results else {}
 
-    def embed(self, jobs, pixels, failures, read_s, part) -> dict:
-        seconds = dict.fromkeys(STAGES, 0.0)
-        seconds["read"] = read_s
-        tables, manifest, exported, regions = [], [], 0, 0
+    def embed(self, jobs, pixels, notes, read_s, part) -> dict:
+        # the local export's summary, for this chunk: stages, unpoolable boxes, failures, warnings
+        chunk = ExportSummary(failures=notes["failures"], warnings=notes["warnings"])
+        chunk.stages["read"] = read_s
+        tables, manifest = [], []
         for (image, boxes), rgb in zip(jobs, pixels):
             if rgb is None:
+                chunk.skipped += 1
                 continue
             try:
-                if boxes:
-                    columns, rows, times = image_regions(image, rgb, boxes, self.extractor, self.layer,
-                                                         self.options, self.root, self.crops_dir)
-                    tables.append(embedding_table(columns))
-                    manifest += rows
-                    regions += len(boxes)
-                    for stage, value in times.items():
-                        seconds[stage] += value
+                item = prepare_pixels(image, rgb, boxes, self.extractor, self.layer, self.options, self.root, chunk)
             except Exception as exc:  # named in the summary; the chunk goes on
-                failures.append(failure_text(image, exc))
+                chunk.failures.append(describe(image, exc))
+                chunk.skipped += 1
                 continue
-            exported += 1
+            chunk.images += 1
+            if item is not None:
+                started = time.perf_counter()
+                for name, png in item.crops:
+                    atomic_write_bytes(self.crops_dir / name, png)
+                tables.append(item.table)
+                manifest += item.manifest
+                chunk.regions += len(item.manifest)
+                chunk.stages["write"] += time.perf_counter() - started
         started = time.perf_counter()
-        receipt = {"images": exported, "skipped": len(jobs) - exported, "regions": regions,
-                   "failures": failures, "manifest": manifest}
+        receipt = {"images": chunk.images, "skipped": chunk.skipped, "regions": chunk.regions,
+                   "skipped_regions": chunk.skipped_regions, "failures": chunk.failures,
+                   "warnings": chunk.warnings, "manifest": manifest}
         write_part(self.emb_dir / part, tables, receipt)
-        seconds["write"] += time.perf_counter() - started
-        return {"part": part, "images": len(jobs), "exported": exported, "regions": regions,
-                **{f"{stage}_s": value for stage, value in seconds.items()}}
+        chunk.stages["write"] += time.perf_counter() - started
+        return {"part": part, "images": len(jobs), "regions": chunk.regions,
+                **{f"{stage}_s": chunk.stages[stage] for stage in STAGES}}

@@ -1,191 +1,176 @@
 """Qt-free annotation readers and writers: labelme, Pascal VOC, YOLO, COCO, CSV.
 
-``read_annotations`` maps a file or folder of annotations onto the images in play and never
-half-imports a file: a malformed file contributes nothing and is reported by name.
+Public API (stable; extended by keyword arguments only)::
+
+    from app.formats import read_annotations, write_annotations
+    result = read_annotations("dataset/", images=None)      # a file, or a dataset root folder
+    print(result.summary_text())                             # per file: imported, derived, skipped, refused
+    write_annotations("coco", "out.json", [(img, boxes, result.sizes.get(img)) for img, boxes in result.boxes.items()],
+                      images_root="dataset/", like=result)   # like=: write back what was read, unchanged
+
+``read_annotations`` never half-imports a file and never raises for a bad file: each one that
+cannot be read is named with its reason in ``result.errors`` and ``result.files``.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 
-from app.formats import coco, csvfmt, labelme, voc, yolo
-from app.formats.common import AnnotationError, relative_stem
-from app.images import ImageReadError, image_size
+from app.formats.common import AnnotationError, printable
+from app.formats.matching import ImageIndex
+from app.formats.reading import ReadContext
+from app.formats.registry import FORMATS, FORMATS_TABLE, formats_for_suffix
+from app.formats.report import FileReport, ImportResult
+from app.formats.yolo_dataset import CLASS_LISTS
+from app.formats.writing import per_image_plan, table_plan, _Sizes
+from app.images import is_image
 
-FORMATS = ("labelme", "voc", "yolo", "coco", "csv")
-__all__ = ["FORMATS", "AnnotationError", "ImportResult", "detect_format", "read_annotations", "write_annotations"]
+__all__ = ["FORMATS", "FORMATS_TABLE", "AnnotationError", "FileReport", "ImportResult", "detect_format",
+           "read_annotations", "write_annotations"]
 
-
-@dataclass
-class ImportResult:
-    boxes: dict = field(default_factory=dict)  # image Path -> [Box]
-    errors: list = field(default_factory=list)  # one message per file that contributed nothing
-    sizes: dict = field(default_factory=dict)  # image Path -> (w, h) where the file gave one
+DATASET_FILES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml", "obj.data")
 
 
 def detect_format(path) -> str:
+    """The format of an annotation file, or the most common one in a folder."""
     path = Path(path)
     if path.is_dir():
-        suffixes = {p.suffix.lower() for p in path.rglob("*") if p.is_file()}
-        for suffix, fmt in ((".xml", "voc"), (".txt", "yolo"), (".json", "labelme"), (".csv", "csv")):
-            if suffix in suffixes:
-                return fmt
-        raise AnnotationError(f"{path}: no annotation files (.json, .xml, .txt, .csv) in this folder")
+        found = Counter(fmt.name for fmt, _ in _plan(path, None, _ctx(path, []))[0])
+        if not found:
+            raise AnnotationError(f"{path}: no annotation files (labelme, VOC, YOLO, COCO, CSV) in this folder")
+        return found.most_common(1)[0][0]
+    return _detect_file(path, _ctx(path.parent, []))
+
+
+def _detect_file(path, ctx) -> str:
     suffix = path.suffix.lower()
-    if suffix == ".xml":
-        return "voc"
-    if suffix == ".csv":
-        return "csv"
-    if suffix == ".txt":
-        return "yolo"
-    if suffix == ".json":
-        try:
-            head = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return "labelme"  # let the reader name the problem
-        return "coco" if isinstance(head, dict) and "images" in head and "annotations" in head else "labelme"
-    raise AnnotationError(f"{path}: unknown annotation format (expected .json, .xml, .txt or .csv)")
+    if suffix == ".json":  # parsed once: the context keeps it for the reader
+        return "coco" if path.is_file() and FORMATS_TABLE["coco"].detect(path, ctx) else "labelme"
+    for fmt in FORMATS_TABLE.values():
+        if fmt.suffix == suffix:
+            return fmt.name
+    raise AnnotationError(f"{path}: unknown annotation format (expected .json, .xml, .txt or .csv, or a dataset folder)")
 
 
-class _Matcher:
-    """Finds the image an annotation names: path relative to the images root, else a unique
-    file name."""
+def _ctx(root, images, images_root=None, result=None, class_stop=None):
+    return ReadContext(result or ImportResult(), ImageIndex(images, images_root), root, class_stop or root)
 
-    def __init__(self, images, root):
-        self.root = Path(root) if root else None
-        self.by_rel, by_name = {}, {}
-        for p in images:
-            p = Path(p)
-            if self.root is not None:
-                try:
-                    self.by_rel[p.resolve().relative_to(self.root.resolve()).as_posix()] = p
-                except ValueError:
-                    pass
-            by_name.setdefault(p.name, []).append(p)
-        self.by_name = {k: v[0] for k, v in by_name.items() if len(v) == 1}
 
-    def find(self, name):
-        name = str(name).replace("\\", "/")
-        return self.by_rel.get(name) or self.by_rel.get(name.lstrip("./")) or self.by_name.get(Path(name).name)
+def _plan(folder, fmt, ctx):
+    """[(Format, file)] for every annotation file under ``folder``, and the files not read."""
+    plan, unread = [], []
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(folder).parts)):
+        if is_image(f) or f.name in DATASET_FILES + CLASS_LISTS + ("classes.csv",) \
+                or f.suffix.lower() in (".yaml", ".yml", ".names", ".data", ".md"):
+            continue
+        candidates = [c for c in formats_for_suffix(f.suffix) if fmt is None or c.name == fmt]
+        hit = next((c for c in candidates if c.detect(f, ctx)), None)
+        if hit is None and f.suffix.lower() == ".json" and candidates:
+            try:
+                ctx.json(f)
+            except AnnotationError:
+                hit = candidates[0]  # broken JSON: let its reader name the problem
+        if hit is not None:
+            plan.append((hit, f))
+            if hit.name == "labelme":
+                ctx.json_cache.pop(f, None)  # its reader parses it again; do not hold every sidecar
+        elif candidates or f.suffix.lower() in (".json", ".xml", ".txt", ".csv"):
+            unread.append(f)
+    # COCO datasets before results lists, so results find their image ids
+    plan.sort(key=lambda pf: pf[0].name == "coco" and isinstance(ctx.json_cache.get(pf[1]), list))
+    return plan, unread
+
+
+def _default_images(path, images_root):
+    """Every image under ``images_root``, else under the dataset folder (for a file: its folder,
+    or the one above when that has none, as for ``annotations/instances.json``)."""
+    bases = [Path(images_root)] if images_root else ([path] if path.is_dir() else [path.parent, path.parent.parent])
+    for base in bases:
+        found = sorted(p for p in base.rglob("*") if p.is_file() and is_image(p))
+        if found:
+            return found
+    return []
 
 
 def read_annotations(path, images, images_root=None, fmt=None) -> ImportResult:
-    """Boxes for ``images`` from the annotation file or folder ``path``."""
+    """Boxes for ``images`` (None: every image under ``images_root``, else under ``path``) from
+    an annotation file or a dataset root folder (``data.yaml``, a COCO file, ``Annotations/``,
+    ``labels/`` ...). ``fmt`` (one of FORMATS) skips detection. Several formats in one folder
+    are all read, and the summary says so."""
     path = Path(path)
     result = ImportResult()
-    try:
-        fmt = fmt or detect_format(path)
-    except AnnotationError as exc:
-        result.errors.append(str(exc))
+    if fmt is not None and fmt not in FORMATS:
+        result.errors.append(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         return result
-    match = _Matcher(images, images_root)
-
-    def add(image, boxes, size=None):
-        result.boxes.setdefault(Path(image), []).extend(boxes)
-        if size is not None:
-            result.sizes[Path(image)] = tuple(size)
-
-    if fmt in ("coco", "csv"):
+    if path.is_file() and (path.name in DATASET_FILES or path.suffix.lower() in (".yaml", ".yml")):
+        path = path.parent  # data.yaml / obj.data name their dataset's root
+    if not path.exists():
+        result.errors.append(f"{printable(path)}: no such file or folder")
+        return result
+    images = _default_images(path, images_root) if images is None else list(images)
+    if path.is_dir():
+        ctx = _ctx(path, images, images_root, result, path)
+        plan, unread = _plan(path, fmt, ctx)
+        if not plan:
+            result.errors.append(f"{printable(path)}: no {fmt or 'annotation'} files (labelme, VOC, YOLO, COCO, CSV) in this folder")
+        if unread:
+            result.notes.append(f"{len(unread)} file(s) not read (not annotations): "
+                                + ", ".join(printable(f.relative_to(path)) for f in unread[:5]) + (" ..." if len(unread) > 5 else ""))
+    else:
+        ctx = _ctx(path.parent, images, images_root, result, path.parents[min(2, len(path.parents) - 1)])
         try:
-            entries = coco.read(path) if fmt == "coco" else {k: (None, v) for k, v in csvfmt.read(path).items()}
+            name = fmt or _detect_file(path, ctx)
         except AnnotationError as exc:
             result.errors.append(str(exc))
             return result
-        missing = [name for name in entries if match.find(name) is None]
-        for name, (size, boxes) in entries.items():
-            if match.find(name) is not None:
-                add(match.find(name), boxes, size)
-        if missing:
-            result.errors.append(f"{path}: {len(missing)} image(s) named here are not among the images: "
-                                 + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
-        return result
-
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    suffix = {"labelme": ".json", "voc": ".xml", "yolo": ".txt"}[fmt]
-    classes = None
-    if fmt == "yolo":
-        classes_file = (path if path.is_dir() else path.parent) / yolo.CLASSES_FILE
-        try:
-            classes = yolo.read_classes(classes_file)
-        except AnnotationError as exc:
-            result.errors.append(str(exc))
-            return result
-    for f in files:
-        if f.suffix.lower() != suffix or f.name == yolo.CLASSES_FILE:
-            continue
-        rel = f.relative_to(path).with_suffix("") if path.is_dir() else Path(f.stem)
-        try:
-            if fmt == "labelme":
-                doc = labelme.read(f)
-                image = _find_by_stem(match, rel, doc.image_path, f)
-                boxes, size = doc.boxes, None
-            elif fmt == "voc":
-                filename, size, boxes = voc.read(f)
-                image = _find_by_stem(match, rel, filename, f)
-            else:
-                image = _find_by_stem(match, rel, None, f)
-                if image is None:
-                    raise AnnotationError(f"{f}: no image for this label file")
-                size = image_size(image)
-                boxes = yolo.read(f, classes, size)
-        except (AnnotationError, ImageReadError) as exc:
-            result.errors.append(str(exc))
-            continue
-        if image is None:
-            result.errors.append(f"{f}: the image it annotates is not among the images")
-            continue
-        add(image, boxes, size)
+        plan = [(FORMATS_TABLE[name], path)]
+    _read_all(plan, ctx)
+    kinds = Counter(f.name for f, _ in plan)
+    if len(kinds) > 1:
+        result.notes.append("several formats found, all were read: " + ", ".join(f"{k} ({n} file(s))" for k, n in kinds.items())
+                            + "; pass a format to read only one")
     return result
 
 
-def _find_by_stem(match, rel_stem, named, source):
-    """The image for a per-image annotation file: same relative path (any image suffix), else
-    the image name written inside the file."""
-    for rel, image in match.by_rel.items():
-        if Path(rel).with_suffix("") == rel_stem:
-            return image
-    if named:
-        found = match.find(named)
-        if found is not None:
-            return found
-    for name, image in match.by_name.items():
-        if Path(name).stem == Path(source).stem:
-            return image
-    return None
+def _read_all(plan, ctx):
+    for fmt, f in plan:
+        report = FileReport(f, fmt.name)
+        ctx.result.files.append(report)
+        try:
+            fmt.read(f, ctx, report)
+        except AnnotationError as exc:
+            ctx.result.refuse(report, _reason(exc, f))
+        except Exception as exc:  # one bad file never costs the others, and no traceback reaches the user
+            ctx.result.refuse(report, f"{type(exc).__name__}: {exc}")
 
 
-def write_annotations(fmt, target, entries, images_root=None, overwrite=False) -> list[Path]:
+def _reason(exc, f):
+    text = str(exc)
+    prefix = f"{f}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def write_annotations(fmt, target, entries, images_root=None, overwrite=False, like=None, problems=None) -> list[Path]:
     """Write ``entries`` = [(image path, boxes, (w, h) or None)] in ``fmt`` to ``target`` (a
-    folder for per-image formats, a file for COCO and CSV). Refuses to replace existing files
-    unless ``overwrite``: a lossier format must not silently clobber a user's file."""
+    folder for labelme/VOC/YOLO, a file for COCO and CSV). Refuses to replace existing files
+    unless ``overwrite``: a lossier format must not silently clobber a user's file.
+    ``like``: the ImportResult the boxes came from; what the user did not change (shapes, ids,
+    unknown keys and elements, class ids, the CSV layout) is written back as it was read.
+    ``problems``: a list to collect images that could not be written (their size unreadable);
+    without it the first such image raises ValueError."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     target = Path(target)
-    plan = []  # (path, writer)
-    if fmt in ("coco", "csv"):
-        names = [relative_stem(img, images_root).with_suffix(Path(img).suffix).as_posix() for img, _, _ in entries]
-        if fmt == "coco":
-            sized = [(n, size or image_size(img), boxes) for n, (img, boxes, size) in zip(names, entries)]
-            plan.append((target, lambda p: coco.write(p, sized)))
-        else:
-            plan.append((target, lambda p: csvfmt.write(p, [(n, boxes) for n, (_, boxes, _) in zip(names, entries)])))
-    else:
-        labels = sorted({b.label for _, boxes, _ in entries for b in boxes})
-        if fmt == "yolo":
-            plan.append((target / yolo.CLASSES_FILE, lambda p: yolo.write_classes(p, labels)))
-        for img, boxes, size in entries:
-            stem = relative_stem(img, images_root)
-            out = target / stem.with_suffix({"labelme": ".json", "voc": ".xml", "yolo": ".txt"}[fmt])
-            if fmt == "labelme":
-                plan.append((out, lambda p, img=img, boxes=boxes, size=size: labelme.write(p, img, boxes, None, size)))
-            elif fmt == "voc":
-                plan.append((out, lambda p, img=img, boxes=boxes, size=size: voc.write(p, img, boxes, size or image_size(img))))
-            else:
-                plan.append((out, lambda p, img=img, boxes=boxes, size=size: yolo.write(p, boxes, labels, size or image_size(img))))
+    own = [] if problems is None else problems
+    sizes = _Sizes(like, own)
+    entries = [(Path(img), list(boxes), size) for img, boxes, size in entries]
+    planner = per_image_plan if FORMATS_TABLE[fmt].per_image else table_plan
+    plan = planner(fmt, target, entries, images_root, like, sizes)
+    if own and problems is None:
+        raise ValueError("; ".join(own))
     existing = [p for p, _ in plan if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"would replace {len(existing)} existing file(s), e.g. {existing[0]}")
+        raise FileExistsError(f"would replace {len(existing)} existing file(s), e.g. {printable(existing[0])}")
     for p, write in plan:
         p.parent.mkdir(parents=True, exist_ok=True)
         write(p)

@@ -5,6 +5,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui.qt_util import qt_signals_blocked
+
 BOX_PEN = pg.mkPen((255, 200, 0), width=2, cosmetic=True)
 SELECTED_PEN = pg.mkPen((0, 220, 255), width=3, cosmetic=True)
 GRID_PEN = pg.mkPen((255, 80, 80, 200), width=1, cosmetic=True)
@@ -120,6 +122,8 @@ class Canvas(pg.GraphicsView):
         self.view.addItem(self.outlines, ignoreBounds=True)
         self.labels = []
         self.boxes = {}  # id -> Box, in document order
+        self._corners = np.zeros((0, 4))  # for hit tests; empty until boxes are set
+        self._ids = np.zeros(0, np.int64)
         self.image_size = None
         self.editor = None
         self.selected = -1
@@ -151,6 +155,19 @@ class Canvas(pg.GraphicsView):
         self.view.draw_mode = bool(on)
         cursor = QtCore.Qt.CursorShape.CrossCursor if on else QtCore.Qt.CursorShape.ArrowCursor
         self.viewport().setCursor(cursor)
+        self._editor_takes_mouse()
+
+    def _editor_takes_mouse(self):
+        """In draw mode a drag that starts on the selected box draws a new box: the editor and
+        its handles let the mouse through to the view."""
+        if self.editor is None:
+            return
+        drawing = self.view.draw_mode
+        buttons = QtCore.Qt.MouseButton.NoButton if drawing else QtCore.Qt.MouseButton.LeftButton
+        self.editor.setAcceptedMouseButtons(buttons)
+        self.editor.translatable = not drawing  # pyqtgraph claims hover drags for translatable ROIs
+        for handle in self.editor.getHandles():
+            handle.setVisible(not drawing)  # no resizing while drawing: the handles would take the drag
 
     # --- boxes ---
     def set_boxes(self, boxes):
@@ -194,10 +211,10 @@ class Canvas(pg.GraphicsView):
             self.editor.sigRegionChangeFinished.connect(self._change_finished)
             self.editor.sigClicked.connect(self._editor_clicked)
             self.view.addItem(self.editor)
+            self._editor_takes_mouse()
         elif tuple(round(v, 6) for v in self.editor.corners()) != tuple(round(v, 6) for v in box.corners()):
-            self.editor.blockSignals(True)
-            self.editor.set_corners(*box.corners())
-            self.editor.blockSignals(False)
+            with qt_signals_blocked(self.editor):
+                self.editor.set_corners(*box.corners())
         self.editor.set_label(box.label)
 
     def box_at(self, x, y):
@@ -229,6 +246,8 @@ class Canvas(pg.GraphicsView):
 
     def begin_move(self, x, y):
         """A drag started at (x, y) outside the editor: grab the box there, if any."""
+        if self.image_size is None:
+            return False
         hit = self.box_at(x, y)
         if hit < 0:
             return False
@@ -271,27 +290,3 @@ class Canvas(pg.GraphicsView):
         p = self.view.mapSceneToView(pos)
         self.cursor_moved.emit(p.x(), p.y())
 
-
-def pool_cell_lines(cells, stride):
-    """Segments outlining RoIPool's bin cells (feature cell ranges) in image pixels."""
-    rows, cols = cells["rows"], cells["cols"]
-    segs = []
-    x_lo, x_hi = cols.min() * stride, cols.max() * stride
-    y_lo, y_hi = rows.min() * stride, rows.max() * stride
-    for r0, r1 in rows:
-        for y in (r0, r1):
-            segs += [(x_lo, y * stride), (x_hi, y * stride)]
-    for c0, c1 in cols:
-        for x in (c0, c1):
-            segs += [(x * stride, y_lo), (x * stride, y_hi)]
-    return np.array(segs, dtype=np.float64).reshape(-1, 2)
-
-
-def align_sample_points(samples, stride):
-    """RoIAlign's sample points in image pixels (feature coordinate y -> (y + 0.5) * stride)."""
-    ys = samples["ys"].ravel()
-    xs = samples["xs"].ravel()
-    if ys.size == 0 or xs.size == 0:
-        return np.zeros((0, 2))
-    gx, gy = np.meshgrid(xs, ys)
-    return np.stack([(gx.ravel() + 0.5) * stride, (gy.ravel() + 0.5) * stride], axis=1)

@@ -1,5 +1,6 @@
 """Read-only views: a pooled grid with values on hover, and clickable tile mosaics (gallery and
-feature channels), each a single ImageItem however many tiles it shows."""
+feature channels), each a single ImageItem however many tiles it shows. NaN pixels are drawn
+transparent (gaps between tiles, empty slots, boxes that could not be pooled)."""
 from __future__ import annotations
 
 import math
@@ -9,30 +10,6 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 OUTLINE_PEN = pg.mkPen((0, 220, 255), width=2, cosmetic=True)
-
-
-def normalize(a, lo=None, hi=None):
-    a = np.asarray(a, dtype=np.float32)
-    lo = float(np.nanmin(a)) if lo is None else lo
-    hi = float(np.nanmax(a)) if hi is None else hi
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
-        return np.zeros_like(a)
-    return (a - lo) / (hi - lo)
-
-
-def tile(arrays, gap=1, columns=None, fill=np.nan):
-    """Tile equally-shaped 2-D arrays into one mosaic; returns (mosaic, columns)."""
-    n = len(arrays)
-    if n == 0:
-        return np.zeros((1, 1), np.float32), 1
-    h, w = arrays[0].shape
-    columns = columns or max(1, math.ceil(math.sqrt(n * h / max(w, 1))))
-    rows = math.ceil(n / columns)
-    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), fill, np.float32)
-    for i, a in enumerate(arrays):
-        r, c = divmod(i, columns)
-        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = a
-    return out, columns
 
 
 class ImagePanel(pg.GraphicsLayoutWidget):
@@ -88,12 +65,18 @@ class ImagePanel(pg.GraphicsLayoutWidget):
 
     def show_array(self, a, levels=None):
         a = np.asarray(a, dtype=np.float32)
-        shown = np.nan_to_num(a, nan=np.nanmin(a) if np.isfinite(a).any() else 0.0)
         if levels is None:
-            lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
+            finite = a[np.isfinite(a)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             levels = (lo, hi if hi > lo else lo + 1e-6)
-        self.image.setImage(shown, levels=levels, autoLevels=False)
+        self.image.setImage(a, levels=levels, autoLevels=False)
         self.vb.enableAutoRange()  # re-fits on resize too, until the user zooms
+
+    def blank(self, title=None):
+        self.image.clear()
+        self.set_outline(None)
+        if title is not None:
+            self.set_title(title)
 
     def set_outline(self, rect=None):
         if rect is None:

@@ -14,9 +14,11 @@ from app.pooling import pool_boxes
 
 
 class _Signals(QtCore.QObject):
-    image_ready = QtCore.Signal(int, str, object)  # job, path, (rgb, display copy)
+    image_ready = QtCore.Signal(int, object, object)  # job, path, (rgb, display copy)
     features_ready = QtCore.Signal(int, object, object)  # job, key, Features
-    failed = QtCore.Signal(int, str, str)  # job, path, message
+    failed = QtCore.Signal(int, object, object)  # job, path, message
+    # Paths and messages travel as Python objects: a file name of non-UTF-8 bytes (surrogate
+    # escapes) does not convert to a QString.
 
 
 def _emit(signal, *args):
@@ -57,9 +59,9 @@ class _Job(QtCore.QRunnable):
 
 
 class FeatureService(QtCore.QObject):
-    image_ready = QtCore.Signal(str, object)
+    image_ready = QtCore.Signal(object, object)
     features_ready = QtCore.Signal(object, object)
-    failed = QtCore.Signal(str, str)
+    failed = QtCore.Signal(object, object)
     busy_changed = QtCore.Signal(bool)
 
     def __init__(self, registry, parent=None):

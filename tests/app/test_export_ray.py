@@ -15,6 +15,7 @@ import pytest
 
 from app.cli import main as cli_main
 from app.export import MANIFEST_COLUMNS, ExportOptions
+from app.pooling import PoolSettings
 from app.export_ray.engine import root_cause
 from app.export_ray.parts import compact_manifests, read_receipt
 from app.export_ray.plan import chunk_key, plan_chunks, settings_fingerprint
@@ -144,7 +145,7 @@ def test_chunk_keys_follow_images_boxes_and_settings(samples, tmp_path):
     assert chunk_key(list(jobs), dict(fingerprint)) == key
     assert chunk_key([(jobs[0][0], [Box(1, 2, 30, 41, "cup")]), jobs[1]], fingerprint) != key
     assert chunk_key([(jobs[0][0], [Box(1, 2, 30, 40, "mug")]), jobs[1]], fingerprint) != key
-    assert chunk_key(jobs, settings_fingerprint(ExportOptions(tmp_path / "o", output_size=(3, 3)), "stride 4", samples)) != key
+    assert chunk_key(jobs, settings_fingerprint(ExportOptions(tmp_path / "o", settings=PoolSettings(output_size=(3, 3))), "stride 4", samples)) != key
     assert chunk_key(jobs, settings_fingerprint(options, "stride 8", samples)) != key
     os.utime(samples / "chelsea.png", ns=(1, 1))  # the image was replaced
     assert chunk_key(jobs, fingerprint) != key

@@ -69,16 +69,19 @@ def test_labelme_with_polygons_keeps_them_and_shape_keys(images, tmp_path):
         ],
     }))
     got = read_annotations(sidecar, paths, root)
-    (car,) = got.boxes[paths[0]]
-    assert car.corners() == (2, 3, 12, 9) and car.attr("group_id") == "4"
+    road, car = got.boxes[paths[0]]  # the polygon is a region by its bounding box, marked derived
+    assert road.corners() == (0, 0, 10, 10) and road.attr("derived_from") == "polygon" and road.label == "road"
+    assert car.corners() == (2, 3, 12, 9) and car.attr("group_id") == "4" and car.attr("derived_from") is None
+    assert got.files[0].boxes == 2 and got.files[0].derived == 1 and "point 'pole'" in got.files[0].skipped[0]
     from app.project import ImageDoc
 
     doc = ImageDoc(paths[0])
     doc.load()
     doc.save()
     data = json.loads(sidecar.read_text())
-    assert [s["shape_type"] for s in data["shapes"]] == ["rectangle", "polygon", "point"]
-    assert data["shapes"][0]["group_id"] == 4 and data["shapes"][0]["flags"] == {"occluded": True}
+    assert [s["shape_type"] for s in data["shapes"]] == ["polygon", "rectangle", "point"]  # order kept
+    assert data["shapes"][0]["points"] == [[0, 0], [10, 0], [10, 10]]
+    assert data["shapes"][1]["group_id"] == 4 and data["shapes"][1]["flags"] == {"occluded": True}
 
 
 COCO = {

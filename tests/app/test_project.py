@@ -47,16 +47,20 @@ def test_sidecar_round_trip_keeps_other_shapes_and_unicode(tmp_path):
     }), encoding="utf-8")
     doc = ImageDoc(img)
     doc.load()
-    assert [(b.label, b.corners()) for b in doc.boxes] == [("chat noir é", (10, 12, 30.5, 40.25))]
+    # The polygon is a region by its bounding box, marked as derived (issue 9), and written back
+    # as the polygon it was.
+    assert [(b.label, b.corners()) for b in doc.boxes] == [("chat noir é", (10, 12, 30.5, 40.25)), ("outline", (1, 1, 5, 5))]
+    assert doc.boxes[1].attr("derived_from") == "polygon"
     doc.add(Box(1, 2, 3, 4, "new one"))
     doc.save((64, 48))
     data = json.loads(sidecar.read_text(encoding="utf-8"))
     assert data["flags"] == {"reviewed": True}
-    assert [s["shape_type"] for s in data["shapes"]] == ["rectangle", "rectangle", "polygon"]
+    assert [s["shape_type"] for s in data["shapes"]] == ["rectangle", "polygon", "rectangle"]
+    assert data["shapes"][1]["points"] == [[1, 1], [5, 1], [5, 5]]  # untouched: written back as it was
     assert data["imageWidth"] == 64
     again = ImageDoc(img)
     again.load()
-    assert [b.label for b in again.boxes] == ["chat noir é", "new one"]
+    assert [b.label for b in again.boxes] == ["chat noir é", "outline", "new one"]
 
 
 @pytest.mark.parametrize("content, match", [

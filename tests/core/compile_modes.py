@@ -1,16 +1,41 @@
-"""Switch eager calls between their compiled kernels and the uncompiled paths."""
+"""Run the operators in each call mode: eager (uncompiled paths), large eager (the compiled
+kernels an eager call takes above EAGER_COMPILE_MIN_OUTPUTS), tf.function and jit_compile."""
 from contextlib import contextmanager
 
-from roi_core import ops
+import tensorflow as tf
+
+from roi_core import compile_policy
+
+MODES = ("eager", "large_eager", "tf_function", "jit")
 
 
 @contextmanager
 def eager_compiled(compiled):
     """Small eager calls normally skip the compiled kernels (see EAGER_COMPILE_MIN_OUTPUTS);
     tests run them both ways."""
-    saved = ops.EAGER_COMPILE_MIN_OUTPUTS
-    ops.EAGER_COMPILE_MIN_OUTPUTS = 0 if compiled else 1 << 62
+    saved = compile_policy.EAGER_COMPILE_MIN_OUTPUTS
+    compile_policy.EAGER_COMPILE_MIN_OUTPUTS = 0 if compiled else 1 << 62
     try:
         yield
     finally:
-        ops.EAGER_COMPILE_MIN_OUTPUTS = saved
+        compile_policy.EAGER_COMPILE_MIN_OUTPUTS = saved
+
+
+def run_in_mode(mode, fn, *args):
+    """``fn(*args)`` (tensors in, one tensor out) in the given call mode, as a NumPy array."""
+    if mode in ("eager", "large_eager"):
+        with eager_compiled(mode == "large_eager"):
+            return fn(*args).numpy()
+    return tf.function(fn, jit_compile=(mode == "jit"))(*args).numpy()
+
+
+def gradient_in_mode(mode, fn, features, upstream):
+    """d(sum(fn(features) * upstream)) / d features in the given call mode."""
+
+    def grad(x, up):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = fn(x)
+        return tape.gradient(out, x, output_gradients=up)
+
+    return run_in_mode(mode, grad, tf.constant(features), tf.constant(upstream))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from roi_core import ops, roi_align, roi_pool
+from roi_core import _align_adaptive, _align_core, _pool_kernels, compile_policy, roi_align, roi_pool
 from roi_core.reference import roi_align_ref
 from tests.bench.core_bench import varied_boxes
 from tests.core.compile_modes import eager_compiled
@@ -18,10 +18,10 @@ def test_windowed_kernel_matches_reference(aligned):
     rng = np.random.default_rng(7)
     feats = rng.normal(size=(2, 19, 23, 5)).astype(np.float32)
     boxes = varied_boxes(rng, 37, 19, 23, 4, n_img=2)
-    bounds = ops._align_bounds(feats, 7, 5)
-    fits = ops._align_fits(tf.constant(boxes), 7, 5, 0.25, aligned, 19, 23, bounds)
+    bounds = compile_policy.align_bounds(feats, 7, 5)
+    fits = _align_adaptive.align_fits(tf.constant(boxes), 7, 5, 0.25, aligned, 19, 23, bounds)
     assert bool(tf.reduce_all(fits)), "every RoI inside the map must take the kernel"
-    got = ops._align_adaptive_xla(tf.constant(feats), tf.constant(boxes), 7, 5, tf.constant(0.25), aligned, bounds)
+    got = _align_adaptive.align_adaptive_xla(tf.constant(feats), tf.constant(boxes), 7, 5, tf.constant(0.25), aligned, bounds)
     np.testing.assert_allclose(got.numpy(), roi_align_ref(feats, boxes, (7, 5), 0.25, -1, aligned), atol=ATOL)
 
 
@@ -31,10 +31,10 @@ def test_huge_rois_leave_the_kernel_and_get_patched_in():
     inside = varied_boxes(rng, 20, 12, 10, 1, n_img=1)
     huge = np.array([[0, -200, -150, 300, 260], [0, -40, 2, 60, 9]], np.float32)  # both far wider than 1.5x the map
     boxes = np.concatenate([inside[:7], huge[:1], inside[7:], huge[1:]])
-    bounds = ops._align_bounds(feats, 3, 3)
-    fits = ops._align_fits(tf.constant(boxes), 3, 3, 1.0, False, 12, 10, bounds).numpy()
+    bounds = compile_policy.align_bounds(feats, 3, 3)
+    fits = _align_adaptive.align_fits(tf.constant(boxes), 3, 3, 1.0, False, 12, 10, bounds).numpy()
     assert fits.tolist() == [True] * 7 + [False] + [True] * 13 + [False]
-    kernel = ops._align_adaptive_xla(tf.constant(feats), tf.constant(boxes), 3, 3, tf.constant(1.0), False, bounds).numpy()
+    kernel = _align_adaptive.align_adaptive_xla(tf.constant(feats), tf.constant(boxes), 3, 3, tf.constant(1.0), False, bounds).numpy()
     assert not kernel[~fits].any()  # left for the general path
     want = roi_align_ref(feats, boxes, 3, 1.0, -1, False)
     for compiled in (False, True):
@@ -92,18 +92,18 @@ def test_eager_bounds_across_map_sizes(monkeypatch, compiled):
     # Small calls, by default, get no bounds: they run uncompiled (no compile per new shape).
     # (An output size no other test uses, so these calls trace afresh.)
     seen = {"align": [], "pool": []}
-    align_dispatch, pool_dispatch = ops._align_adaptive_dispatch, ops._pool_dispatch
+    align_dispatch, pool_dispatch = _align_core.align_adaptive_dispatch, _pool_kernels._pool_dispatch
 
-    def spy_align(*args):
-        seen["align"].append(args[8])
-        return align_dispatch(*args)
+    def spy_align(*args, **kwargs):
+        seen["align"].append(kwargs["plan"].bounds)
+        return align_dispatch(*args, **kwargs)
 
     def spy_pool(*args, **kwargs):
-        seen["pool"].append(args[8])
+        seen["pool"].append(kwargs["plan"].bounds)
         return pool_dispatch(*args, **kwargs)
 
-    monkeypatch.setattr(ops, "_align_adaptive_dispatch", spy_align)
-    monkeypatch.setattr(ops, "_pool_dispatch", spy_pool)
+    monkeypatch.setattr(_align_core, "align_adaptive_dispatch", spy_align)
+    monkeypatch.setattr(_pool_kernels, "_pool_dispatch", spy_pool)
     rng = np.random.default_rng(11)
     size = (5, 6) if compiled else (6, 5)
     with eager_compiled(compiled):
@@ -122,6 +122,6 @@ def test_eager_bounds_across_map_sizes(monkeypatch, compiled):
 
 def test_small_eager_calls_skip_compiling_and_big_ones_do():
     feats = np.zeros((1, 8, 8, 4), np.float32)
-    few, many = np.zeros((3, 5), np.float32), np.zeros((-(-ops.EAGER_COMPILE_MIN_OUTPUTS // (49 * 4)), 5), np.float32)
-    assert not ops._worth_compiling(feats, few, 7, 7)
-    assert ops._worth_compiling(feats, many, 7, 7)
+    few, many = np.zeros((3, 5), np.float32), np.zeros((-(-compile_policy.EAGER_COMPILE_MIN_OUTPUTS // (49 * 4)), 5), np.float32)
+    assert not compile_policy.worth_compiling(feats, few, 7, 7)
+    assert compile_policy.worth_compiling(feats, many, 7, 7)

@@ -92,3 +92,10 @@ def test_layer_gradients_and_jit_training_step():
     history = model.fit([x, rois], y, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert not np.allclose(model.layers[1].kernel.numpy(), kernel_before)  # gradients reached the conv
+
+
+@pytest.mark.parametrize("cls", [ROIPoolingLayer, ROIAlignLayer])
+def test_other_keras_backend_gives_a_clear_error(monkeypatch, cls):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match="TensorFlow Keras backend.*'jax'"):
+        cls(2, 2)

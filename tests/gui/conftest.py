@@ -34,7 +34,7 @@ def window(qtbot):
 
 
 def wait_features(qtbot, win, timeout=30000):
-    qtbot.waitUntil(lambda: win.features is not None and win.rgb is not None, timeout=timeout)
+    qtbot.waitUntil(lambda: win.inspection.features is not None and win.rgb is not None, timeout=timeout)
 
 
 def view_to_widget(canvas, x, y):

@@ -12,8 +12,8 @@ def test_opens_folder_with_sidecar_boxes_and_pooled_grid(qtbot, window, sample_d
     assert window.windowTitle() == "RoIScope - chelsea.png"
     assert window.image_list.count() == 2
     assert "[2]" in window.image_list.item(0).text()
-    assert window.pooled["roi_align"].shape[:3] == (2, 7, 7)
-    assert window.pool_panel.isHidden() and window.align_panel.image.image.shape == (7, 7)
+    assert window.inspection.pooled["roi_align"].shape[:3] == (2, 7, 7)
+    assert window.inspector.pool_panel.isHidden() and window.inspector.align_panel.image.image.shape == (7, 7)
 
 
 def test_drag_creates_box_undo_redo(qtbot, window, sample_dir):
@@ -27,8 +27,8 @@ def test_drag_creates_box_undo_redo(qtbot, window, sample_dir):
     assert len(boxes) == n + 1
     new = boxes[-1]
     assert abs(new.x1 - 20) < 3 and abs(new.y2 - 260) < 3
-    assert window.pooled["roi_align"].shape[0] == n + 1
-    gallery_h = window.gallery.image.image.shape
+    assert window.inspection.pooled["roi_align"].shape[0] == n + 1
+    gallery_h = window.inspector.gallery.image.image.shape
     assert gallery_h[0] > 0
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier)
     assert len(window.current_boxes()) == n
@@ -42,61 +42,61 @@ def test_moving_a_box_changes_its_pooled_grid_and_is_one_undo_step(qtbot, window
     wait_features(qtbot, window)
     box = window.current_boxes()[0]
     window.canvas.select(box.id, emit=True)
-    before = window.pooled["roi_align"][0].copy()
+    before = window.inspection.pooled["roi_align"][0].copy()
     cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
     updates = []
-    window.pooled_updated.connect(lambda: updates.append(window.pooled["roi_align"][0].copy()))
+    window.pooled_updated.connect(lambda: updates.append(window.inspection.pooled["roi_align"][0].copy()))
     drag(qtbot, window.canvas, (cx, cy), (cx + 60, cy + 30), steps=10)
     moved = window.current_boxes()[0]
     assert abs(moved.x1 - (box.x1 + 60)) < 3 and abs(moved.y1 - (box.y1 + 30)) < 3
-    assert not np.allclose(window.pooled["roi_align"][0], before)
+    assert not np.allclose(window.inspection.pooled["roi_align"][0], before)
     assert len(updates) >= 2  # live updates during the drag, not only at the end
     window.undo_stack.undo()
     assert window.current_boxes()[0] == box
-    np.testing.assert_allclose(window.pooled["roi_align"][0], before)
+    np.testing.assert_allclose(window.inspection.pooled["roi_align"][0], before)
 
 
 def test_gallery_has_one_tile_per_box_and_click_selects(qtbot, window, sample_dir):
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
     boxes = window.current_boxes()
-    ph = window.size_spin.value()
-    img = window.gallery.image.image
-    cols = window._gallery_columns
+    ph = window.settings_bar.size_spin.value()
+    img = window.inspector.gallery.image.image
+    cols = window.inspector.gallery_layout.columns
     rows = -(-len(boxes) // cols)
     assert img.shape == (rows * (ph + 1) - 1, cols * (ph + 1) - 1)
-    window._on_gallery_clicked(0, (ph + 1) * 1 + 2)  # second tile
+    window.inspector._gallery_clicked(0, (ph + 1) * 1 + 2)  # second tile
     assert window.canvas.selected == boxes[1].id
 
 
 def test_clicking_a_channel_in_the_mosaic_selects_it(qtbot, window, sample_dir):
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
-    th, tw = window._mosaic_tile
-    before = window.align_panel.image.image.copy()
+    th, tw = window.inspector.mosaic_layout.tile_shape
+    before = window.inspector.align_panel.image.image.copy()
     # Click the centre of the third tile with a real mouse click on the mosaic widget.
-    item = window.mosaic.image
+    item = window.inspector.mosaic.image
     scene = item.mapToScene(QtCore.QPointF(2 * (tw + 1) + tw / 2, th / 2))
-    pos = window.mosaic.mapFromScene(scene)
-    qtbot.mouseClick(window.mosaic.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
-    qtbot.waitUntil(lambda: window.channel == 2, timeout=3000)
-    assert not np.allclose(window.align_panel.image.image, before)
-    assert "channel 2" in window.channel_panel.title_text()
-    assert window.channel_panel.title.text().startswith("channel 2")  # what is shown, elided or not
+    pos = window.inspector.mosaic.mapFromScene(scene)
+    qtbot.mouseClick(window.inspector.mosaic.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: window.inspection.channel == 2, timeout=3000)
+    assert not np.allclose(window.inspector.align_panel.image.image, before)
+    assert "channel 2" in window.inspector.channel_panel.title_text()
+    assert window.inspector.channel_panel.title.text().startswith("channel 2")  # what is shown, elided or not
 
 
 def test_switching_op_and_output_size_updates_views(qtbot, window, sample_dir):
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
-    window.op_combo.setCurrentText("Both side by side")
-    assert set(window.pooled) == {"roi_pool", "roi_align"}
-    assert window.pool_panel.isVisible() and window.align_panel.isVisible()
+    window.settings_bar.op_combo.setCurrentText("Both side by side")
+    assert set(window.inspection.pooled) == {"roi_pool", "roi_align"}
+    assert window.inspector.pool_panel.isVisible() and window.inspector.align_panel.isVisible()
     qtbot.wait(50)
-    assert abs(window.pool_panel.width() - window.align_panel.width()) <= 10  # side by side, not a sliver
+    assert abs(window.inspector.pool_panel.width() - window.inspector.align_panel.width()) <= 10  # side by side, not a sliver
     assert len(window.canvas.grid_lines.getData()[0]) > 0 and len(window.canvas.grid_points.getData()[0]) > 0
-    window.size_spin.setValue(3)
-    assert window.pooled["roi_pool"].shape[1:3] == (3, 3)
-    assert window.pool_panel.image.image.shape == (3, 3)
+    window.settings_bar.size_spin.setValue(3)
+    assert window.inspection.pooled["roi_pool"].shape[1:3] == (3, 3)
+    assert window.inspector.pool_panel.image.image.shape == (3, 3)
 
 
 def test_delete_relabel_and_sidecar_round_trip(qtbot, window, sample_dir):
@@ -104,8 +104,8 @@ def test_delete_relabel_and_sidecar_round_trip(qtbot, window, sample_dir):
     wait_features(qtbot, window)
     first = window.current_boxes()[0]
     window.canvas.select(first.id, emit=True)
-    window.label_edit.setText("kitty face")
-    window.label_edit.editingFinished.emit()
+    window.inspector.label_edit.setText("kitty face")
+    window.inspector.label_edit.editingFinished.emit()
     assert window.current_boxes()[0].label == "kitty face"
     window.canvas.select(window.current_boxes()[1].id, emit=True)
     window.canvas.setFocus()
@@ -129,7 +129,7 @@ def test_corrupt_image_shows_error_and_window_keeps_working(qtbot, window, sampl
     qtbot.keyClick(window, QtCore.Qt.Key.Key_D)
     assert window.windowTitle() == "RoIScope - chelsea.png", window.last_error
     wait_features(qtbot, window)
-    assert window.pooled["roi_align"].shape[0] == 2
+    assert window.inspection.pooled["roi_align"].shape[0] == 2
 
 
 def test_broken_sidecar_is_reported_and_never_overwritten(qtbot, window, sample_dir):
@@ -188,7 +188,7 @@ def test_two_thousand_boxes_are_one_outline_item(qtbot, window, tmp_path):
     wait_features(qtbot, window)
     assert len(window.canvas.boxes) == 2000
     assert window.canvas.labels == []  # labels only for a readable number of boxes
-    assert window.pooled["roi_align"].shape[0] == 2000
+    assert window.inspection.pooled["roi_align"].shape[0] == 2000
     b = window.current_boxes()[1234]
     hit = window.canvas.box_at((b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2)
     assert hit >= 0
@@ -198,22 +198,22 @@ def test_panels_keep_their_content_inside_their_width(qtbot, window, sample_dir)
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
     qtbot.wait(50)
-    for panel in (window.mosaic, window.channel_panel, window.gallery, window.align_panel):
+    for panel in (window.inspector.mosaic, window.inspector.channel_panel, window.inspector.gallery, window.inspector.align_panel):
         rect = panel.vb.sceneBoundingRect()
         assert rect.right() <= panel.viewport().width() + 1, panel.title_text()
     # The whole mosaic is in view (no channel cut off at the right).
-    (x0, x1), _ = window.mosaic.vb.viewRange()
-    assert x0 <= 0 and x1 >= window.mosaic.image.image.shape[1] - 1
+    (x0, x1), _ = window.inspector.mosaic.vb.viewRange()
+    assert x0 <= 0 and x1 >= window.inspector.mosaic.image.image.shape[1] - 1
 
 
 def test_switching_layers_back_is_served_from_the_cache(qtbot, window, sample_dir):
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
-    first = window.features
-    window.layer_combo.setCurrentText("stride 8")
-    qtbot.waitUntil(lambda: window.features is not None and window.features.stride == 8.0, timeout=30000)
-    window.layer_combo.setCurrentText("stride 4")
-    assert window.features is first  # no wait, no recomputation: the cached maps themselves
+    first = window.inspection.features
+    window.settings_bar.layer_combo.setCurrentText("stride 8")
+    qtbot.waitUntil(lambda: window.inspection.features is not None and window.inspection.features.stride == 8.0, timeout=30000)
+    window.settings_bar.layer_combo.setCurrentText("stride 4")
+    assert window.inspection.features is first  # no wait, no recomputation: the cached maps themselves
 
 
 def test_extraction_can_be_cancelled_and_the_window_goes_on(qtbot, window, sample_dir):
@@ -222,7 +222,7 @@ def test_extraction_can_be_cancelled_and_the_window_goes_on(qtbot, window, sampl
     qtbot.mouseClick(window.cancel_button, QtCore.Qt.MouseButton.LeftButton)
     assert not window.cancel_button.isVisible() and not window.progress.isVisible()
     qtbot.wait(1500)
-    assert window.features is None  # the cancelled result was dropped
+    assert window.inspection.features is None  # the cancelled result was dropped
     qtbot.keyClick(window, QtCore.Qt.Key.Key_D)
     wait_features(qtbot, window)
     assert window.windowTitle() == "RoIScope - coffee.png"

@@ -1,0 +1,114 @@
+"""When the operators run XLA-compiled kernels, with which static bounds, and how eager calls
+keep the number of compiled shapes small. Every choice ends up in one ``Plan``."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from ._numerics import floor_log2, in_xla_context
+
+# Eager calls that produce fewer output values than this run uncompiled paths. Compiling a
+# kernel costs about a second for each new feature-map shape and box-count bucket, which
+# interactive and variable-size eager use (the GUI, an export over images of many sizes) never
+# earns back; graph callers (tf.function, Keras) always get the compiled kernels.
+EAGER_COMPILE_MIN_OUTPUTS = 1 << 21
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which kernels one call runs. Hashable and without a weak reference, so ``tf.function``
+    keys its traces on the plan's value.
+
+    compiled: run the XLA-compiled kernels (when the RoIs fit ``bounds``); False runs only the
+      general, uncompiled paths.
+    xla: the call is inside the caller's XLA cluster: static shapes, no sparse ops; the kernels
+      are inlined there instead of being compiled on their own.
+    bucket: pad the box count of the separately compiled kernels to a few sizes (eager callers,
+      whose count changes from call to call); a caller's own graph keeps its shapes.
+    bounds: the kernels' static bounds, from the feature-map shape (see ``pool_bounds`` and
+      ``align_bounds``); None when the shape is unknown: the general paths only.
+    """
+
+    compiled: bool
+    xla: bool
+    bucket: bool
+    bounds: tuple | None
+
+
+def worth_compiling(features, boxes, ph, pw) -> bool:
+    return boxes.shape[0] * ph * pw * features.shape[3] >= EAGER_COMPILE_MIN_OUTPUTS
+
+
+def make_plan(features, boxes, ph, pw, bounds_of) -> Plan:
+    """The plan for a call from here: eagerly, a tf.function graph or the caller's XLA.
+    ``bounds_of(features, ph, pw)`` gives the kernel's static bounds (None: unknown)."""
+    if tf.executing_eagerly():
+        # Bounds come from the shape here: the eager graph relaxes its shapes to None once a
+        # second image size comes by, and would lose them.
+        compiled = worth_compiling(features, boxes, ph, pw)
+        return Plan(compiled=compiled, xla=False, bucket=True, bounds=bounds_of(features, ph, pw) if compiled else None)
+    return Plan(compiled=True, xla=in_xla_context(), bucket=False, bounds=bounds_of(features, ph, pw))
+
+
+def pool_bounds(features, ph, pw):
+    """Static bounds that hold for every RoIPool bin of a RoI inside the map (a bin spans at
+    most (H + 2) / ph + 2 cells): (max_rows, levels_h, levels_w), or None for unknown sizes."""
+    height, width = features.shape[1], features.shape[2]
+    if height is None or width is None:
+        return None
+    max_rows = min(height, -(-(height + 2) // ph) + 2)
+    levels_w = min(width.bit_length(), (-(-(width + 2) // pw) + 2).bit_length())
+    return max_rows, max_rows.bit_length(), levels_w
+
+
+def align_bounds(features, ph, pw):
+    """Static window lengths (rows, columns) that hold for every adaptive RoIAlign bin of RoIs
+    up to 1.5x the map: a bin of ``s`` cells touches at most ``floor(s) + 2`` grid lines. None
+    for unknown sizes. Larger RoIs take the general path."""
+    height, width = features.shape[1], features.shape[2]
+    if height is None or width is None:
+        return None
+    return min(height, -(-3 * (height + 1) // (2 * ph)) + 2), min(width, -(-3 * (width + 1) // (2 * pw)) + 2)
+
+
+def bucketed(call, boxes, bucket):
+    """``call(boxes)`` of an XLA-compiled kernel on boxes padded to one of four sizes per power
+    of two, so a changing number of boxes compiles a handful of shapes, not one per count.
+    ``bucket`` is for eager callers; a caller's own graph keeps its shapes (XLA has them static)."""
+    if not bucket or in_xla_context():
+        return call(boxes)
+    k = tf.shape(boxes)[0]
+    step = tf.maximum(8, tf.bitwise.left_shift(1, tf.maximum(floor_log2(tf.maximum(k, 1)) - 2, 0)))
+    size = (k + step - 1) // step * step  # at most 25% padding
+    out = call(tf.pad(boxes, [[0, size - k], [0, 0]]))
+    if isinstance(out, tuple):
+        return tuple(t[:k] for t in out)
+    return out[:k]
+
+
+class _OwnRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning for the operators' own
+    eager graphs only. They trace again on purpose (kernel bounds follow each feature-map
+    shape), which is not the caller's mistake the warning is about; a warning about any other
+    function still gets through."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "triggered tf.function retracing" not in message or not any(n in message for n in self.names)
+
+
+_retracing_filter = _OwnRetracingFilter()
+tf.get_logger().addFilter(_retracing_filter)
+
+
+def eager_graph(core):
+    """``core`` as the one graph an eager call runs (shapes relaxed after the first), without
+    TensorFlow's retracing warning for it."""
+    _retracing_filter.names.add(repr(core))
+    return tf.function(core, reduce_retracing=True)
