@@ -45,12 +45,22 @@ def _by_region(table):
     return {(Path(row["image"]).name, row["region_id"]): row for row in table.to_pylist()}
 
 
+def _problems(text):
+    return text[text.index("problem(s):"):].splitlines()[1:]
+
+
 def test_ray_export_equals_the_local_export(ray_local, samples, tmp_path, capsys):
     pd = pytest.importorskip("pandas")
+    coffee = json.loads((samples / "coffee.json").read_text())
+    coffee["shapes"].append({"label": "huge", "points": [[10, 10], [1e300, 40]], "shape_type": "rectangle"})
+    (samples / "coffee.json").write_text(json.dumps(coffee))  # a box no engine can pool
     common = [str(samples), "--crops", "--op", "roi_pool", "--size", "5x4"]
-    assert cli_main(["export", *common, "--out", str(tmp_path / "local")]) == 0
-    assert cli_main(["export", *common, "--out", str(tmp_path / "ray"), "--engine", "ray", "--batch-size", "2"]) == 0
-    assert "exported 7 regions from 3 images" in capsys.readouterr().out
+    assert cli_main(["export", *common, "--out", str(tmp_path / "local")]) == 1
+    local_text = capsys.readouterr().out
+    assert cli_main(["export", *common, "--out", str(tmp_path / "ray"), "--engine", "ray", "--batch-size", "2"]) == 1
+    ray_text = capsys.readouterr().out
+    assert "exported 7 regions from 3 images" in ray_text and "1 regions skipped" in ray_text
+    assert _problems(ray_text) == _problems(local_text) and "region 2 (huge)" in ray_text
     parts = sorted((tmp_path / "ray" / "embeddings").iterdir())
     assert len(parts) == 2 and all(p.name.startswith("part-") and p.suffix == ".parquet" for p in parts)
     local = pads.dataset(tmp_path / "local" / "embeddings.parquet").to_table()
