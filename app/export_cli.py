@@ -40,7 +40,25 @@ def parser():
     p.add_argument("--size", type=_size, default=(7, 7), help="output size HxW (default 7x7)")
     p.add_argument("--sampling-ratio", type=int, default=-1)
     p.add_argument("--verbose", action="store_true", help="also show TensorFlow's start-up log")
+    _add_ray_arguments(p)
     return p
+
+
+def _add_ray_arguments(p):
+    ray = p.add_argument_group("Ray Data engine (optional extra roiscope[ray])")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local (default): this process; ray: a Ray Data pipeline writing DIR/embeddings/part-*.parquet")
+    ray.add_argument("--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: a local Ray instance")
+    ray.add_argument("--workers", type=int, help="extraction actors (default: autoscale up to the cluster's CPUs or GPUs)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per extraction actor (default 0)")
+    ray.add_argument("--batch-size", type=int, default=16, help="images per Ray batch and per Parquet part (default 16)")
+
+
+def _run_ray(args, jobs, options, root, progress):
+    from app.export_ray import RayOptions, export_ray
+
+    ray_options = RayOptions(args.address, args.workers, args.gpus_per_worker, args.batch_size)
+    return export_ray(jobs, options, root, ray_options, progress=progress)
 
 
 def collect_jobs(args):
@@ -113,7 +131,11 @@ def main(argv=None) -> int:
     try:
         options = ExportOptions(args.out, args.format, args.crops, args.margin, args.extractor, args.layer,
                                 PoolSettings(args.op, args.size, args.sampling_ratio))
-        summary = export(jobs, options, root, progress=lambda it: tqdm(it, desc="export", unit="image", disable=None, file=sys.stderr))
+        progress = lambda it: tqdm(it, desc="export", unit="image", disable=None, file=sys.stderr)  # noqa: E731
+        if args.engine == "ray":
+            summary = _run_ray(args, jobs, options, root, progress)
+        else:
+            summary = export(jobs, options, root, progress=progress)
     except Exception as exc:  # bad options, output in use, disk full: one line, no traceback
         print(f"roiscope export: {describe(args.out, exc) if isinstance(exc, OSError) else safe_text(reason(exc))}", file=sys.stderr)
         return 1

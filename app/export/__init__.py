@@ -133,9 +133,19 @@ def _prepare(image, boxes, extractor, layer, options, root, summary) -> _Prepare
     t0 = time.perf_counter()
     rgb, info = load_image(image)
     if info.pages > 1:
-        summary.warnings.append(safe_text(f"{image}: has {info.pages} pages or frames; only the first was exported"))
+        summary.warnings.append(pages_warning(image, info))
+    summary.stages["read"] += time.perf_counter() - t0
+    return prepare_pixels(image, rgb, boxes, extractor, layer, options, root, summary)
+
+
+def pages_warning(image, info) -> str:
+    return safe_text(f"{image}: has {info.pages} pages or frames; only the first was exported")
+
+
+def prepare_pixels(image, rgb, boxes, extractor, layer, options, root, summary) -> _Prepared | None:
+    """One decoded image's rows, crops and manifest lines (shared with the Ray engine, whose
+    reading is a stage of its own); unpoolable boxes are counted in ``summary``."""
     t1 = time.perf_counter()
-    summary.stages["read"] += t1 - t0
     kept = []
     for i, b in enumerate(boxes):
         problem = box_problem(b)
@@ -213,16 +223,22 @@ def _manifest_bytes(manifest) -> tuple[bytes, bytes]:
     return buf.getvalue().encode("utf-8", "backslashreplace"), text.encode("utf-8", "backslashreplace")
 
 
+def extractor_and_layer(options: ExportOptions):
+    """The extractor named by the options and the layer to export (checked)."""
+    extractor = resolve_extractor(options.extractor)
+    layer = options.layer or extractor.default_layer
+    if layer not in extractor.layers():
+        raise ValueError(f"layer must be one of {extractor.layers()}, got {layer!r}")
+    return extractor, layer
+
+
 def export(jobs, options: ExportOptions, images_root=None, progress=None) -> ExportSummary:
     """``jobs``: list of (image path, [Box]). ``progress``: optional wrapper around the iterable
     (e.g. tqdm). Feature maps are computed once per image; all its boxes pooled in one call.
     Raises ValueError (bad options), OutputInUse, ExportWriteError; per-image problems are in
     the returned summary."""
     started = time.perf_counter()
-    extractor = resolve_extractor(options.extractor)
-    layer = options.layer or extractor.default_layer
-    if layer not in extractor.layers():
-        raise ValueError(f"layer must be one of {extractor.layers()}, got {layer!r}")
+    extractor, layer = extractor_and_layer(options)
     out = options.out_dir
     with _writing(out):
         out.mkdir(parents=True, exist_ok=True)
