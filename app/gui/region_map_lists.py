@@ -46,7 +46,7 @@ class CropStrip(QtWidgets.QListWidget):
     """Crops with captions; a click emits ``activated(image, box_id)``. Shows at most ``limit``
     crops (cut on demand), and says how many more there are."""
 
-    activated = QtCore.Signal(str, int)
+    activated = QtCore.Signal(object, int)  # image path as a Python str: any bytes
 
     def __init__(self, crops, limit=200, flow=QtWidgets.QListView.Flow.LeftToRight, wrap=True, parent=None):
         super().__init__(parent)
@@ -143,7 +143,7 @@ class SuspectsModel(QtCore.QAbstractTableModel):
 class SuspectsView(QtWidgets.QWidget):
     """The ranked suspects as a sortable table; clicking a row emits ``activated``."""
 
-    activated = QtCore.Signal(str, int)
+    activated = QtCore.Signal(object, int)  # image path as a Python str: any bytes
     find_requested = QtCore.Signal(int)  # k
 
     def __init__(self, parent=None):

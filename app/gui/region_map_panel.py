@@ -40,7 +40,7 @@ MODS = QtCore.Qt.KeyboardModifier
 
 
 class RegionMapPanel(QtWidgets.QWidget):
-    region_activated = QtCore.Signal(str, int)
+    region_activated = QtCore.Signal(object, int)  # image path as a Python str: any bytes
     relabel_requested = QtCore.Signal(list, str)
     delete_requested = QtCore.Signal(list)
     selection_changed = QtCore.Signal(list)
