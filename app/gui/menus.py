@@ -47,7 +47,11 @@ def build_actions(window) -> SimpleNamespace:
     acts.redo.setShortcuts([QtGui.QKeySequence("Ctrl+Shift+Z"), QtGui.QKeySequence("Ctrl+Y")])
     acts.redo.setIcon(style.standardIcon(sp.SP_ArrowForward))
     window.addActions([acts.undo, acts.redo])
+    _menus_and_tools(window, acts)
+    return acts
 
+
+def _menus_and_tools(window, acts):
     menu = window.menuBar()
     file_menu = menu.addMenu("&File")
     file_menu.addActions([acts.open, acts.open_dir, acts.save])
@@ -70,4 +74,3 @@ def build_actions(window) -> SimpleNamespace:
     window.addToolBar(tools)
     window.addToolBarBreak()
     window.addToolBar(window.settings_bar)
-    return acts
