@@ -56,6 +56,7 @@ class EmbeddingCache:
     def __init__(self, folder=None):
         self.folder = Path(folder) if folder is not None else cache_dir()
         self.hits = self.misses = 0
+        self.write_error: str | None = None  # set when the cache cannot be written (then unused)
 
     def path(self, key) -> Path:
         return self.folder / key[:2] / f"{key}.npz"
@@ -71,9 +72,18 @@ class EmbeddingCache:
         self.hits += 1
         return emb
 
-    def store(self, key, embeddings) -> None:
+    def store(self, key, embeddings) -> bool:
+        """Write an entry; a cache that cannot be written (read-only, disk full) costs the speed
+        of the next opening, never the embeddings just computed."""
+        if self.write_error is not None:
+            return False
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, embeddings=np.asarray(embeddings, np.float32))
-        atomic_write_bytes(path, buf.getvalue())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:
+            self.write_error = f"embeddings cache {self.folder} not writable ({exc}); embeddings are not cached"
+            return False
+        return True

@@ -124,6 +124,8 @@ def compute_table(jobs, settings: MapSettings = MapSettings(), registry=None, ca
                                          [b.label for b in usable], corners, emb))
         if progress is not None:
             progress(done, len(jobs), path)
+    if cache is not None and cache.write_error:
+        result.problems.append(cache.write_error)
     result.table = RegionTable.concat(parts, _describe(settings))
     result.seconds = time.perf_counter() - started
     return result

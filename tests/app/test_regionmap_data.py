@@ -153,3 +153,12 @@ def test_a_folder_of_images_with_an_export_inside_is_still_a_folder_of_images(fo
     export(jobs, ExportOptions(folder / "out"), folder)
     assert not is_parquet_source(folder)
     assert is_parquet_source(folder / "out") and is_parquet_source(folder / "out" / "embeddings.parquet")
+
+
+def test_an_unwritable_cache_costs_no_embeddings(folder, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    jobs, _ = folder_jobs([folder])
+    result = compute_table(jobs, cache=EmbeddingCache(blocker / "cache"))
+    assert len(result.table) == 9 and result.computed == 3
+    assert len(result.problems) == 1 and "not writable" in result.problems[0]
