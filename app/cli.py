@@ -10,6 +10,8 @@ import sys
 SUBCOMMANDS = {
     "export": ("app.export_cli", "roiscope export IMAGES --annotations PATH --out DIR [options]"),
     "convert": ("app.convert_cli", "roiscope convert ANNOTATIONS --images IMAGES --to labelme|voc|yolo|coco|csv --out DIR"),
+    "map": ("app.map_cli", "roiscope map FOLDER_OR_PARQUET [--projection pca|umap] [options]"),
+    "suspects": ("app.regionmap.suspects_cli", "roiscope suspects EMBEDDINGS --k 10 --out suspects.csv"),
 }
 
 

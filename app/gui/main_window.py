@@ -18,6 +18,7 @@ from app.gui.inspector import InspectorPanels
 from app.gui.io_dialogs import AnnotationIO
 from app.gui.label_picker import LabelPicker
 from app.gui.menus import build_actions
+from app.gui.region_map_dock import RegionMapDock
 from app.gui.saving import Saving
 from app.gui.qt_util import install_last_resort_handler, qt_signals_blocked, shown
 from app.gui.settings_bar import SettingsBar
@@ -71,6 +72,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings_bar = SettingsBar(self.inspection, self.extractors, self.show_error)
         self.io = AnnotationIO(self)
         self.saving = Saving(self)
+        self.region_map = RegionMapDock(self)
 
         self.status_image = QtWidgets.QLabel()
         self.status_cursor = QtWidgets.QLabel()
@@ -257,6 +259,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.canvas.set_boxes(doc.boxes)
             self.inspection.set_boxes(doc.boxes)
         self._refresh_list_item(doc)
+        self.region_map.doc_changed(doc)
         self.saving.write_journal()
         self.autosave_timer.start()
 

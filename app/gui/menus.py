@@ -38,6 +38,7 @@ def build_actions(window) -> SimpleNamespace:
         export_ann=action("Export &annotations as...", None, io.export_annotations_dialog),
         export=action("&Export regions and embeddings...", "Ctrl+E", io.export_regions_dialog),
         model=action("Load &Keras model as extractor...", None, window.load_model_dialog),
+        region_map=action("&Region map of every box", "Ctrl+M", window.region_map.compute),
     )
     acts.undo = window.undo_stack.createUndoAction(window, "Undo")
     acts.undo.setShortcut(QtGui.QKeySequence("Ctrl+Z"))
@@ -56,7 +57,7 @@ def build_actions(window) -> SimpleNamespace:
     file_menu.addAction(acts.quit)
     menu.addMenu("&Edit").addActions([acts.undo, acts.redo, acts.draw, acts.dup, acts.delete])
     acts.view_menu = menu.addMenu("&View")
-    acts.view_menu.addActions([acts.fit, acts.next, acts.prev])
+    acts.view_menu.addActions([acts.fit, acts.next, acts.prev, acts.region_map])
 
     tools = QtWidgets.QToolBar("Tools")
     tools.setObjectName("tools")

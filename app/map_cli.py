@@ -1,0 +1,22 @@
+"""`roiscope map PATH`: the region map window on a folder of images (embeddings computed with the
+given settings, cached) or on an export's `embeddings.parquet` / a folder of Parquet files."""
+from __future__ import annotations
+
+import argparse
+
+from app.regionmap.sources import settings_args
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="roiscope map", description="Open the region map on a folder of images or on an export's Parquet file(s).")
+    p.add_argument("path", help="folder of images (labelme boxes), embeddings.parquet, or a folder of Parquet files")
+    p.add_argument("--projection", choices=("pca", "umap"), default="pca")
+    settings_args(p)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from app.gui.map_window import run_map_window
+
+    return run_map_window(args)

@@ -1,0 +1,103 @@
+"""2-D projections of embeddings with a ``transform`` for regions edited later. PCA is exact (the
+covariance's eigenvectors, accumulated in chunks: no centred copy of the data); UMAP is used when
+the optional ``umap-learn`` is installed."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+METHODS = ("pca", "umap")
+
+
+def umap_available() -> bool:
+    return importlib.util.find_spec("umap") is not None
+
+
+def available_methods() -> list[str]:
+    return ["pca"] + (["umap"] if umap_available() else [])
+
+
+class PCAProjection:
+    """Principal components of ``X`` (N, D). Signs are fixed (each component's largest loading is
+    positive) so the same data always gives the same picture."""
+
+    method = "pca"
+
+    def __init__(self, components=2, chunk=8192):
+        self.components, self.chunk = components, chunk
+        self.mean = self.axes = self.variance = None
+
+    def fit(self, X) -> "PCAProjection":
+        X = np.asarray(X, np.float32)
+        n, d = X.shape
+        if n == 0:
+            raise ValueError("cannot fit a projection to zero regions")
+        mean = np.zeros(d, np.float64)
+        for a in range(0, n, self.chunk):
+            mean += X[a:a + self.chunk].sum(axis=0, dtype=np.float64)
+        mean /= n
+        self.mean = mean.astype(np.float32)
+        cov = np.zeros((d, d), np.float64)
+        for a in range(0, n, self.chunk):
+            c = X[a:a + self.chunk] - self.mean  # float32 matmul: the fast path; sums in float64
+            cov += (c.T @ c).astype(np.float64)
+        cov /= max(n - 1, 1)
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1][:self.components]
+        axes = vectors[:, order]
+        signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
+        axes = axes * np.where(signs == 0, 1, signs)
+        if axes.shape[1] < self.components:  # fewer dimensions than components: pad with zeros
+            axes = np.pad(axes, ((0, 0), (0, self.components - axes.shape[1])))
+        self.axes = axes.astype(np.float32)
+        self.variance = np.clip(values[order], 0, None)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        X = np.asarray(X, np.float32).reshape(-1, self.mean.shape[0])
+        out = np.empty((len(X), self.components), np.float32)
+        for a in range(0, len(X), self.chunk):
+            out[a:a + self.chunk] = (X[a:a + self.chunk] - self.mean) @ self.axes
+        return out
+
+    def fit_transform(self, X) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+
+class UMAPProjection:
+    """``umap.UMAP`` (cosine metric, 2-D). Slow on large sets: the GUI runs it on a worker; it
+    cannot be interrupted inside umap, so Cancel drops its result when it returns."""
+
+    method = "umap"
+
+    def __init__(self, n_neighbors=15, min_dist=0.1, random_state=None):
+        if not umap_available():
+            raise ValueError("UMAP needs the optional package umap-learn: pip install 'roiscope[umap]'")
+        self.params = dict(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state)
+        self.model = None
+
+    def fit(self, X) -> "UMAPProjection":
+        import umap
+
+        X = np.asarray(X, np.float32)
+        neighbors = max(2, min(self.params["n_neighbors"], len(X) - 1))
+        jobs = 1 if self.params["random_state"] is not None else -1  # a seed makes umap single-threaded anyway
+        self.model = umap.UMAP(n_components=2, metric="cosine", n_jobs=jobs, **{**self.params, "n_neighbors": neighbors})
+        self.model.fit(X)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        return np.asarray(self.model.transform(np.asarray(X, np.float32).reshape(len(X), -1)), np.float32)
+
+    def fit_transform(self, X) -> np.ndarray:
+        self.fit(X)
+        return np.asarray(self.model.embedding_, np.float32)
+
+
+def make_projection(method="pca"):
+    if method == "pca":
+        return PCAProjection()
+    if method == "umap":
+        return UMAPProjection()
+    raise ValueError(f"projection must be one of {METHODS}, got {method!r}")

@@ -1,0 +1,71 @@
+"""Label suspects: regions whose nearest neighbours (cosine, on the pooled embedding) mostly carry
+another label, ranked most suspect first (the idea behind FiftyOne's mistakenness and cleanlab's
+label issues, in its simplest form: a k-NN vote)."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.atomic import atomic_write_text
+from app.regionmap.neighbours import CosineIndex
+
+CSV_COLUMNS = ["image", "region_id", "label", "suggested_label", "score"]
+
+
+@dataclass
+class Suspects:
+    score: np.ndarray  # (N,) share of the k nearest carrying another label, in [0, 1]
+    suggested: np.ndarray  # (N,) object: the other label most of those carry ("" if none)
+    order: np.ndarray  # (N,) region indices, most suspect first
+    k: int = 10
+
+    def rank_of(self) -> np.ndarray:
+        rank = np.empty_like(self.order)
+        rank[self.order] = np.arange(len(self.order))
+        return rank
+
+
+def vote(labels, idx, sim, weighted=False) -> Suspects:
+    """Score each region from its neighbours ``idx`` (N, k) and their similarities ``sim``.
+    ``weighted``: each neighbour counts by its similarity (clipped at 0) instead of 1."""
+    labels = np.asarray(labels, dtype=object)
+    n, k = idx.shape
+    names, codes = np.unique(labels.astype(str), return_inverse=True) if n else (np.array([]), np.zeros(0, int))
+    if k == 0:
+        order = np.arange(n)
+        return Suspects(np.zeros(n, np.float32), np.full(n, "", object), order, 0)
+    nb = codes[idx]
+    w = np.clip(sim, 0, None).astype(np.float64) if weighted else np.ones((n, k))
+    dead = w.sum(axis=1) == 0  # every neighbour orthogonal or opposite: count them equally
+    w[dead] = 1.0
+    other = nb != codes[:, None]
+    score = (w * other).sum(axis=1) / w.sum(axis=1)
+    votes = np.zeros((n, len(names)))
+    np.add.at(votes, (np.repeat(np.arange(n), k), nb.ravel()), (w * other).ravel())
+    best = votes.argmax(axis=1)
+    suggested = np.where(votes[np.arange(n), best] > 0, names[best], "").astype(object)
+    order = np.argsort(-score, kind="stable")
+    return Suspects(score.astype(np.float32), suggested, order, k)
+
+
+def find_suspects(table, k=10, weighted=False, index=None, progress=None, cancelled=None) -> Suspects | None:
+    """Suspects of every region of ``table``; ``None`` if cancelled."""
+    index = index or CosineIndex(table.embeddings)
+    found = index.all_nearest(k, progress=progress, cancelled=cancelled)
+    if found is None:
+        return None
+    return vote(table.labels, *found, weighted=weighted)
+
+
+def suspect_rows(table, suspects: Suspects) -> list[list]:
+    return [[str(table.images[i]), int(table.box_ids[i]), str(table.labels[i]), str(suspects.suggested[i]),
+             f"{float(suspects.score[i]):.4f}"] for i in suspects.order]
+
+
+def write_suspects_csv(path, table, suspects: Suspects) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([CSV_COLUMNS] + suspect_rows(table, suspects))
+    atomic_write_text(path, buf.getvalue())
