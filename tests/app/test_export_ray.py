@@ -129,7 +129,8 @@ def test_killed_driver_rerun_completes_without_duplicates(ray_local, samples, tm
 
     # other settings: every part recomputed, the old ones removed once the new ones exist
     assert cli_main([*args, "--size", "3"]) == 1
-    assert "0 already written" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "0 already written" in text and "7 outdated parts removed" in text
     table = pads.dataset(emb).to_table()
     assert table.num_rows == 14 and {tuple(s[:2]) for s in table.column("shape").to_pylist()} == {(3, 3)}
 
