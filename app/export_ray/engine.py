@@ -64,7 +64,8 @@ class RayExportSummary(ExportSummary):
     def text(self) -> str:
         rate = self.computed_regions / self.seconds if self.seconds else 0.0
         head = (f"ray: {self.chunks} chunks, {self.resumed} already written by an earlier run; "
-                f"{self.computed_regions} regions computed, {rate:.3g} regions/s (stage times are worker-seconds)")
+                f"{self.computed_regions} regions computed, {rate:.3g} regions/s (stage times are worker-seconds)"
+                + (f"; {self.stale_removed} outdated parts removed" if self.stale_removed else ""))
         driver = "driver: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.driver.items())
         return head + "\n" + driver + "\n" + super().text()
 

@@ -16,6 +16,7 @@ import pytest
 from app.cli import main as cli_main
 from app.export import MANIFEST_COLUMNS, ExportOptions
 from app.pooling import PoolSettings
+from app.regionmap.parquet_source import read_parquet_table
 from app.export_ray.engine import root_cause
 from app.export_ray.parts import compact_manifests, read_receipt
 from app.export_ray.plan import chunk_key, plan_chunks, settings_fingerprint
@@ -73,6 +74,10 @@ def test_ray_export_equals_the_local_export(ray_local, samples, tmp_path, capsys
         assert got[key]["label"] == row["label"] and got[key]["shape"] == row["shape"] == [5, 4, row["shape"][2]]
         np.testing.assert_array_equal(np.asarray(got[key]["embedding"], np.float32), np.asarray(row["embedding"], np.float32))
     assert len(pd.read_parquet(tmp_path / "ray" / "embeddings")) == 7
+    on_map = read_parquet_table(tmp_path / "ray" / "embeddings")  # the region map opens the folder
+    local_map = read_parquet_table(tmp_path / "local" / "embeddings.parquet")
+    assert on_map.settings == local_map.settings and list(on_map.labels) == list(local_map.labels)
+    np.testing.assert_array_equal(on_map.embeddings, local_map.embeddings)
     for name in ("manifest.csv", "manifest.json"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
     crops = sorted(p.name for p in (tmp_path / "local" / "crops").iterdir())
@@ -124,7 +129,8 @@ def test_killed_driver_rerun_completes_without_duplicates(ray_local, samples, tm
 
     # other settings: every part recomputed, the old ones removed once the new ones exist
     assert cli_main([*args, "--size", "3"]) == 1
-    assert "0 already written" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "0 already written" in text and "7 outdated parts removed" in text
     table = pads.dataset(emb).to_table()
     assert table.num_rows == 14 and {tuple(s[:2]) for s in table.column("shape").to_pylist()} == {(3, 3)}
 
