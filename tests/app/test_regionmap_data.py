@@ -12,6 +12,7 @@ import pytest
 
 from app.export import ExportOptions, export
 from app.formats import labelme
+from app.pooling import PoolSettings
 from app.project import Box
 from app.regionmap.cache import EmbeddingCache
 from app.regionmap.compute import MapSettings, compute_table, folder_jobs
@@ -94,7 +95,7 @@ def test_progress_and_cancel(folder):
 def test_parquet_folder_with_mixed_settings_is_refused(folder, tmp_path):
     jobs, _ = folder_jobs([folder])
     export(jobs, ExportOptions(tmp_path / "parts" / "a"), folder)
-    export(jobs, ExportOptions(tmp_path / "parts" / "b", op="roi_pool"), folder)
+    export(jobs, ExportOptions(tmp_path / "parts" / "b", settings=PoolSettings(op="roi_pool")), folder)
     with pytest.raises(ValueError, match="one setting"):
         read_parquet_table(tmp_path / "parts")
     (tmp_path / "parts" / "b" / "embeddings.parquet").unlink()
