@@ -14,6 +14,10 @@ SUBCOMMANDS = {
     "suspects": ("app.regionmap.suspects_cli", "roiscope suspects EMBEDDINGS --k 10 --out suspects.csv"),
 }
 
+# Subcommands whose parser does not take --verbose but which import TensorFlow, directly or
+# through roi_core (export quiets it itself, after parsing its own --verbose; convert needs none).
+QUIET_TF = {"map", "suspects"}
+
 
 def usage() -> str:
     lines = ["usage: roiscope [--verbose] [IMAGE_OR_FOLDER ...]"] + [f"       {text}" for _, text in SUBCOMMANDS.values()]
@@ -23,8 +27,14 @@ def usage() -> str:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-        return module.main(argv[1:])
+        name, rest = argv[0], argv[1:]
+        if name in QUIET_TF:  # commands that build extractors: keep TensorFlow's start-up lines away
+            from app.tf_quiet import import_tensorflow
+
+            import_tensorflow("--verbose" in rest)
+            rest = [a for a in rest if a != "--verbose"]
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        return module.main(rest)
     if argv and argv[0] in ("-h", "--help"):
         print(usage())
         return 0

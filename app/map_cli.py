@@ -3,6 +3,8 @@ given settings, cached) or on an export's `embeddings.parquet` / a folder of Par
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from app.regionmap.sources import settings_args
 
@@ -17,6 +19,9 @@ def parser():
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if not Path(args.path).exists():  # say so here, not in a window that opens for nothing
+        print(f"roiscope map: {args.path}: no such file or folder", file=sys.stderr)
+        return 1
     from app.gui.map_window import run_map_window
 
     return run_map_window(args)

@@ -47,3 +47,12 @@ def test_start_up_lines_are_held_back_shown_with_verbose_and_replayed_on_failure
     assert failed.returncode == 1
     assert "why it failed" in failed.stderr and "ImportError: broken build" in failed.stderr
     assert failed.stderr.index("why it failed") < failed.stderr.index("ImportError")
+
+
+def test_map_and_headless_subcommands_have_no_tensorflow_start_up_lines(tmp_path):
+    # `map` builds extractors and `suspects` reaches roi_core; their parsers have no --verbose,
+    # so the CLI quiets the import for them. A missing input fails with RoIScope's own message.
+    for args in (["map", str(tmp_path / "missing")], ["suspects", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "s.csv")]):
+        proc = subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, env=_env())
+        assert proc.returncode != 0 and "missing" in proc.stderr, proc.stderr[-2000:]
+        assert [n for n in TF_NOISE if n.lower() in proc.stderr.lower()] == [], proc.stderr
