@@ -1,7 +1,8 @@
 """Multi-level feature maps for multi-scale RoIAlign (FPN-style), Qt-free.
 
-An extractor offers a pyramid when it has maps at two or more strides: the filter bank's four
-strides, or a Keras model's last layer at each stride (ResNet50's C2-C5, a user's FPN). The
+An extractor offers a pyramid when it has maps at two or more strides with one channel count:
+the filter bank's four strides, or a Keras model's last layer at each stride (a user's FPN, whose
+levels share their channels; a plain backbone's C2-C5 differ in channels and cannot be stacked). The
 pyramid is extracted on the same size-capped copy as single maps; ``multi_scale_roi_align``
 then infers each level's scale from its size relative to that copy, so boxes are passed in the
 copy's pixels.
@@ -66,21 +67,23 @@ def pyramid_layers(extractor: Extractor) -> list[str]:
 
 
 def _model_pyramid(extractor: ModelExtractor) -> list[str]:
-    """The last layer at each stride of 2 or more, learnt from one small probe image."""
+    """The last layer at each stride of 2 or more among layers with one channel count (the
+    levels are pooled into one tensor, as an FPN's outputs are), learnt from one probe image."""
     shape = extractor.model.inputs[0].shape
     h = shape[1] or _PROBE_SIDE
     w = shape[2] or _PROBE_SIDE
     probe = np.zeros((h, w, 3), np.float32)
-    by_stride = {}
+    by_channels = {}  # channels -> {stride: last layer}
     for layer in extractor.layers():
         try:
-            out_h = extractor.extract(probe, layer).features.shape[1]
+            _, out_h, _, channels = extractor.extract(probe, layer).features.shape
         except Exception:  # a layer that cannot run alone on the probe is not a level
             continue
         stride = h / out_h
         if stride >= 2:
-            by_stride[round(stride, 3)] = layer  # layers come in model order: the last one wins
-    return [by_stride[s] for s in sorted(by_stride)] if len(by_stride) >= 2 else []
+            by_channels.setdefault(channels, {})[round(stride, 3)] = layer  # model order: the last wins
+    best = max(by_channels.values(), key=len, default={})
+    return [best[s] for s in sorted(best)] if len(best) >= 2 else []
 
 
 def offers_pyramid(extractor: Extractor) -> bool:

@@ -74,3 +74,5 @@ def test_a_keras_model_pyramid_is_its_last_layer_per_stride():
     assert pyramid_layers(ext) == ["c2b", "c3", "c4"]
     single = ModelExtractor(keras.Model(inputs, a), name="one stride")
     assert pyramid_layers(single) == []
+    wide = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="wide")(a)  # other channels
+    assert pyramid_layers(ModelExtractor(keras.Model(inputs, wide), name="backbone")) == []
