@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAMPLES := resources/samples
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-gpu clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "RoIScope needs Python 3.11 or newer")'
@@ -23,6 +23,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m tests.bench
+
+bench-gpu: $(STAMP)
+	$(PY) -m tests.bench.gpu_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

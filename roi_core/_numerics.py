@@ -24,7 +24,8 @@ def mul(a, b):
     is exact, so rounding it gives the float32 product; and since the rounding is an explicit
     conversion, XLA cannot fuse it with a following add into one FMA (which skips the rounding
     torchvision's ``start + p * bin`` does and moves samples across the map's edge)."""
-    return tf.cast(tf.cast(a, tf.float64) * tf.cast(b, tf.float64), tf.float32)
+    a64, b64 = (tf.cast(tf.cast(v, tf.float32), tf.float64) for v in (a, b))  # float32 operands, as in C++
+    return tf.cast(a64 * b64, tf.float32)
 
 
 def round_half_away(x):

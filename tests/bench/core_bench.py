@@ -57,6 +57,42 @@ def workload(name):
     return feats, tf.constant(varied_boxes(rng, k, h, w, stride)), 1.0 / stride
 
 
+def output_write_floor(feats, k):
+    """The least any RoI op must do: read features and write ``(K, 7, 7, C)`` outputs. A
+    compiled gather of fixed rows, timed as the floor the ops are compared with."""
+    flat = tf.reshape(feats, [-1, feats.shape[-1]])
+    rows = tf.constant(np.random.default_rng(0).integers(0, flat.shape[0], size=(k, 7, 7)), tf.int32)
+    return tf.function(lambda f: tf.gather(tf.reshape(f, [-1, f.shape[-1]]), rows), jit_compile=True)
+
+
+def first_call_latency_ms():
+    """Eager latency in a fresh process: the first pooled grid (one box), a new image size, and
+    the n-th box on the same map, as the GUI meets them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.core_bench", "--latency"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _latency_probe():
+    def timed(fn):
+        start = time.perf_counter()
+        np.asarray(fn())
+        return (time.perf_counter() - start) * 1000
+
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(1, 38, 50, 512)).astype(np.float32)
+    other = rng.normal(size=(1, 45, 60, 512)).astype(np.float32)
+    box = np.array([[0, 32, 48, 320, 400]], np.float32)
+    out = {"first roi_pool": timed(lambda: roi_pool(first, box, 7, 1 / 16))}
+    out["first roi_align"] = timed(lambda: roi_align(first, box, 7, 1 / 16))
+    out["new image size"] = timed(lambda: roi_align(other, box, 7, 1 / 16))
+    many = np.repeat(box, 37, axis=0)
+    out["37th box"] = timed(lambda: roi_align(other, many, 7, 1 / 16))
+    return out
+
+
 def op_functions(scale):
     return {
         "pool": tf.function(lambda f, b: roi_pool(f, b, 7, scale)),
@@ -91,6 +127,7 @@ def run():
             crops = tf.image.crop_and_resize(f, norm, tf.cast(b[:, 0], tf.int32), (14, 14))
             return tf.nn.max_pool2d(crops, 2, 2, "VALID")
 
+        t_floor = median_ms(output_write_floor(feats, k), feats)
         t_pool = median_ms(pool, feats, boxes)
         t_align = median_ms(align, feats, boxes)
         t_align2 = median_ms(align2, feats, boxes)
@@ -98,25 +135,36 @@ def run():
         t_map = median_ms(mapfn, feats, rel, repeats=3)
         io_mb = (feats.numpy().nbytes + k * 49 * c * 4) / 2**20
         memory = peak_memory_mb(name)
-        rows.append((name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory))
+        rows.append((name, t_floor, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory))
 
     print("\nroi_core benchmark (median of repeated calls inside tf.function, this machine, same run)")
-    for name, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory in rows:
+    for name, t_floor, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory in rows:
         print(f"\n{name}")
+        print(f"  output-write floor {t_floor:5.1f} ms   (compiled gather of K x 7 x 7 x C rows)")
         print(f"  roi_pool        {t_pool:8.1f} ms")
         print(f"  roi_align       {t_align:8.1f} ms   (adaptive sampling_ratio, torchvision's default)")
         print(f"  roi_align sr=2  {t_align2:8.1f} ms   (sampling_ratio=2, as torchvision's MultiScaleRoIAlign)")
         print(f"  crop_and_resize {t_crop:8.1f} ms   (14x14 + 2x2 max pool, baseline)")
         print(f"  tutorial map_fn {t_map:8.1f} ms   (baseline)")
+        print(f"  roi_pool / floor:                      {t_pool / t_floor:6.2f}    (target <= 1.5)")
+        print(f"  roi_align / floor:                     {t_align / t_floor:6.2f}    (target <= 1.5)")
+        print(f"  roi_align sr=2 / floor:                {t_align2 / t_floor:6.2f}")
         print(f"  roi_pool speed-up vs map_fn:           {t_map / t_pool:6.1f}x   (target >= 5x)")
         print(f"  roi_pool time / crop_and_resize:       {t_pool / t_crop:6.2f}    (target <= 1)")
         print(f"  roi_align time / crop_and_resize:      {t_align / t_crop:6.2f}    (target <= 1)")
         print(f"  roi_align sr=2 time / crop_and_resize: {t_align2 / t_crop:6.2f}    (target <= 1)")
         ratios = ", ".join(f"{op} {mb / io_mb:4.2f}" for op, mb in memory.items())
-        print(f"  peak memory / (features + output):     {ratios}   (target < 4; features + output = {io_mb:.1f} MiB)")
+        print(f"  peak memory / (features + output):     {ratios}   (target <= 1.5; features + output = {io_mb:.1f} MiB)")
+    latency = first_call_latency_ms()
+    print("\nEager latency in a fresh process (VGG16 conv5 map, 7x7; target: first grid <= 1000 ms)")
+    for what, ms in latency.items():
+        print(f"  {what:18s} {ms:8.1f} ms")
     return rows
 
 
-if __name__ == "__main__":  # one workload's peak memory, as JSON (see peak_memory_mb)
-    feats, boxes, scale = workload(sys.argv[1])
-    print(json.dumps({op: peak_rss_delta_mb(fn, feats, boxes) for op, fn in op_functions(scale).items()}))
+if __name__ == "__main__":  # one workload's peak memory (see peak_memory_mb) or the latency probe, as JSON
+    if sys.argv[1] == "--latency":
+        print(json.dumps(_latency_probe()))
+    else:
+        feats, boxes, scale = workload(sys.argv[1])
+        print(json.dumps({op: peak_rss_delta_mb(fn, feats, boxes) for op, fn in op_functions(scale).items()}))

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from roi_core import roi_align, roi_pool
 from roi_core.reference import roi_align_ref, roi_pool_ref
-from tests.core.compile_modes import eager_compiled
+from tests.core.compile_modes import MODES, run_in_mode
 
 ATOL = 1e-5
 
@@ -38,26 +38,24 @@ EDGE_BOXES = np.array(
 )
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("scale", [1.0, 0.25, 0.5, 1 / 3, 1 / 16])
 @pytest.mark.parametrize("output_size", [1, (2, 3), 7])
-def test_roi_pool_matches_reference(scale, output_size, compiled):
+def test_roi_pool_matches_reference(scale, output_size, mode):
     feats, boxes = random_case(1)
     boxes = np.concatenate([boxes, EDGE_BOXES])
-    with eager_compiled(compiled):
-        got = roi_pool(feats, boxes, output_size, scale).numpy()
+    got = run_in_mode(mode, lambda f, b: roi_pool(f, b, output_size, scale), feats, boxes)
     np.testing.assert_allclose(got, roi_pool_ref(feats, boxes, output_size, scale), atol=ATOL)
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.25, 1 / 3])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2, 3])
 @pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("compiled", [False, True])
-def test_roi_align_matches_reference(scale, sampling_ratio, aligned, compiled):
+@pytest.mark.parametrize("mode", MODES)
+def test_roi_align_matches_reference(scale, sampling_ratio, aligned, mode):
     feats, boxes = random_case(2)
     boxes = np.concatenate([boxes, EDGE_BOXES])
-    with eager_compiled(compiled):
-        got = roi_align(feats, boxes, (3, 4), scale, sampling_ratio, aligned).numpy()
+    got = run_in_mode(mode, lambda f, b: roi_align(f, b, (3, 4), scale, sampling_ratio, aligned), feats, boxes)
     want = roi_align_ref(feats, boxes, (3, 4), scale, sampling_ratio, aligned)
     np.testing.assert_allclose(got, want, atol=ATOL)
 
@@ -66,10 +64,10 @@ def test_roi_align_large_adaptive_grid():
     # Bins of many cells exercise the candidate enumeration far from the box start.
     feats, _ = random_case(3, n_img=1, h=40, w=37, c=2)
     boxes = np.array([[0, -3, -2, 39.7, 38.2], [0, 1.3, 0.2, 36.9, 12.1], [0, 5, 5, 6, 30]], np.float32)
-    for aligned, compiled in [(False, False), (True, False), (False, True), (True, True)]:
-        with eager_compiled(compiled):
-            got = roi_align(feats, boxes, (2, 3), 1.0, -1, aligned).numpy()
-        np.testing.assert_allclose(got, roi_align_ref(feats, boxes, (2, 3), 1.0, -1, aligned), atol=ATOL)
+    for aligned in (False, True):
+        for mode in MODES:
+            got = run_in_mode(mode, lambda f, b: roi_align(f, b, (2, 3), 1.0, -1, aligned), feats, boxes)
+            np.testing.assert_allclose(got, roi_align_ref(feats, boxes, (2, 3), 1.0, -1, aligned), atol=ATOL)
 
 
 box_coord = st.floats(-30, 120, allow_nan=False, width=32)
@@ -82,13 +80,12 @@ box_coord = st.floats(-30, 120, allow_nan=False, width=32)
     pw=st.integers(1, 5),
     scale=st.sampled_from([1.0, 0.5, 0.25, 0.125, 0.3]),
     seed=st.integers(0, 2**16),
-    compiled=st.booleans(),
+    mode=st.sampled_from(MODES),
 )
-def test_roi_pool_property(coords, ph, pw, scale, seed, compiled):
+def test_roi_pool_property(coords, ph, pw, scale, seed, mode):
     feats = np.random.default_rng(seed).normal(size=(2, 9, 12, 2)).astype(np.float32)
     boxes = np.array(coords, dtype=np.float32)
-    with eager_compiled(compiled):
-        got = roi_pool(feats, boxes, (ph, pw), scale).numpy()
+    got = run_in_mode(mode, lambda f, b: roi_pool(f, b, (ph, pw), scale), feats, boxes)
     np.testing.assert_allclose(got, roi_pool_ref(feats, boxes, (ph, pw), scale), atol=ATOL)
 
 
@@ -101,13 +98,12 @@ def test_roi_pool_property(coords, ph, pw, scale, seed, compiled):
     sampling_ratio=st.integers(-1, 3),
     aligned=st.booleans(),
     seed=st.integers(0, 2**16),
-    compiled=st.booleans(),
+    mode=st.sampled_from(MODES),
 )
-def test_roi_align_property(coords, ph, pw, scale, sampling_ratio, aligned, seed, compiled):
+def test_roi_align_property(coords, ph, pw, scale, sampling_ratio, aligned, seed, mode):
     feats = np.random.default_rng(seed).normal(size=(2, 9, 12, 2)).astype(np.float32)
     boxes = np.array(coords, dtype=np.float32)
-    with eager_compiled(compiled):
-        got = roi_align(feats, boxes, (ph, pw), scale, sampling_ratio, aligned).numpy()
+    got = run_in_mode(mode, lambda f, b: roi_align(f, b, (ph, pw), scale, sampling_ratio, aligned), feats, boxes)
     want = roi_align_ref(feats, boxes, (ph, pw), scale, sampling_ratio, aligned)
     np.testing.assert_allclose(got, want, atol=ATOL)
 
@@ -140,7 +136,6 @@ def test_general_pool_path_for_boxes_bigger_than_the_map():
     # Bins longer than the precompiled levels cover take the general path; same numbers.
     feats, _ = random_case(5, n_img=1, h=33, w=30, c=2)
     boxes = np.array([[0, -500, -400, 900, 800], [0, 1, 1, 20, 25]], np.float32)
-    fn = tf.function(lambda f, b: roi_pool(f, b, 2, 1.0))
-    np.testing.assert_allclose(fn(feats, boxes).numpy(), roi_pool_ref(feats, boxes, 2, 1.0), atol=0)
-    with eager_compiled(True):
-        np.testing.assert_allclose(roi_pool(feats, boxes, 2, 1.0).numpy(), roi_pool_ref(feats, boxes, 2, 1.0), atol=0)
+    for mode in MODES:
+        got = run_in_mode(mode, lambda f, b: roi_pool(f, b, 2, 1.0), feats, boxes)
+        np.testing.assert_allclose(got, roi_pool_ref(feats, boxes, 2, 1.0), atol=0)
