@@ -123,13 +123,3 @@ def validate_sampling_ratio(sampling_ratio) -> int:
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, (int, np.integer)):
         raise ValueError(f"sampling_ratio must be an int (<= 0 means adaptive), got {sampling_ratio!r}")
     return int(sampling_ratio)
-
-
-def __getattr__(name):
-    # The overlay geometry moved to roi_core.geometry; this keeps the GUI's old import working
-    # until it imports from there.
-    if name in ("roi_pool_cells", "roi_align_samples"):
-        from . import geometry
-
-        return getattr(geometry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
