@@ -13,7 +13,7 @@ from dataclasses import replace
 from app.images import capped_for_extraction
 from app.model_files import MODEL_SUFFIXES, load_user_model
 from app.pyramid import PYRAMID, extract_pyramid, offers_pyramid
-from roi_core.backbones import Extractor, Features, builtin_extractors, get_extractor
+from roi_core.backbones import Extractor, builtin_extractors, get_extractor
 
 
 class ExtractorRegistry:

@@ -1,7 +1,6 @@
 """Headless export and the `roiscope export` CLI, end to end on the bundled samples."""
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +18,8 @@ from app.regions import Box
 from roi_core import roi_align, roi_pool
 from roi_core.backbones import get_extractor
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 
 
-@pytest.fixture
-def samples(tmp_path):
-    d = tmp_path / "samples"
-    shutil.copytree(SAMPLES, d)
-    return d
 
 
 def _sidecar_boxes(folder):

@@ -1,7 +1,6 @@
 """ExportOptions holds one PoolSettings (the GUI's and the exporter's single description of
 pooling), and the embeddings file has one schema whether it has rows or not."""
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,7 +10,7 @@ from app import export as export_mod
 from app.formats import labelme
 from app.pooling import PoolSettings
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
+from tests.app.conftest import SAMPLES
 
 
 def test_options_hold_pool_settings_and_the_export_uses_them(tmp_path):

@@ -22,7 +22,6 @@ from app.export_ray.parts import compact_manifests, read_receipt
 from app.export_ray.plan import chunk_key, plan_chunks, settings_fingerprint
 from app.regions import Box
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,11 +34,6 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture
-def samples(tmp_path):
-    d = tmp_path / "samples"
-    shutil.copytree(SAMPLES, d)
-    return d
 
 
 def _by_region(table):

@@ -16,14 +16,8 @@ from app import export as export_mod
 from app.cli import main as cli_main
 from app.formats import labelme
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 
 
-@pytest.fixture
-def samples(tmp_path):
-    d = tmp_path / "samples"
-    shutil.copytree(SAMPLES, d)
-    return d
 
 
 def _rows(out):

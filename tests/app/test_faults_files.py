@@ -2,7 +2,6 @@
 (temporary files removed, the path named), and two exports into one folder (the second refused)."""
 import errno
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -14,14 +13,8 @@ from app import export as export_mod
 from app.cli import main as cli_main
 from app.formats import labelme
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 
 
-@pytest.fixture
-def samples(tmp_path):
-    d = tmp_path / "samples"
-    shutil.copytree(SAMPLES, d)
-    return d
 
 
 @pytest.fixture

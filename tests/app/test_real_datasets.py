@@ -1,7 +1,6 @@
 """Every layout in tests/data/real/ (files other tools wrote; see SOURCES.md) imports with the
 right count, labels and coordinates, and says what it skipped. Expected values are worked out by
 hand from the files, not taken from the code."""
-import json
 import shutil
 from pathlib import Path
 

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 
 from app import recovery
 from app.gui.qt_util import install_last_resort_handler
-from tests.gui.conftest import SAMPLES, drag, view_to_widget, wait_features
+from tests.gui.conftest import SAMPLES, drag, wait_features
 
 
 def test_a_failed_load_clears_every_panel_and_marks_the_image(qtbot, window, sample_dir):
