@@ -83,12 +83,13 @@ def collect_jobs(args):
         else:
             problems += [safe_text(e) for e in result.errors]
             boxes = result.boxes
+            print(safe_text(result.summary_text()), file=sys.stderr)  # every import ends with its per-file summary
     else:
         for image in images:
             sidecar = labelme.sidecar_path(image)
             try:
                 if sidecar.exists():
-                    boxes[image] = labelme.read(sidecar).boxes
+                    boxes[image] = labelme.read(sidecar, derived=True).boxes  # as the window reads them
             except Exception as exc:
                 problems.append(describe(sidecar, exc))
         problems += unreadable_annotated(dirs, images)

@@ -156,3 +156,22 @@ def test_cli_with_a_user_model_and_safe_mode(samples, tmp_path, capsys):
     rc = cli_main(["export", str(samples / "coffee.png"), "--out", str(tmp_path / "o2"), "--extractor", str(tmp_path / "lambda.keras")])
     err = capsys.readouterr().err
     assert rc == 1 and "lambda.keras" in err and "cannot load" in err
+
+
+def test_cli_import_summary_and_derived_regions_as_the_window_reads_them(samples, tmp_path, capsys):
+    # A polygon in a sidecar is a region (derived) for the CLI export as for the window; a point
+    # is skipped; with --annotations the import's per-file summary is printed.
+    data = json.loads((samples / "coffee.json").read_text())
+    data["shapes"] += [{"label": "rim", "points": [[5, 5], [40, 8], [30, 30]], "shape_type": "polygon"},
+                       {"label": "dot", "points": [[3, 3]], "shape_type": "point"}]
+    (samples / "coffee.json").write_text(json.dumps(data))
+    assert cli_main(["export", str(samples / "coffee.png"), "--out", str(tmp_path / "a")]) == 0
+    table = pq.read_table(tmp_path / "a" / "embeddings.parquet").to_pandas()
+    assert list(table["label"]) == ["cup", "saucer", "rim"] and table["x2"][2] == 40
+    folder = tmp_path / "ann"
+    folder.mkdir()
+    (folder / "coffee.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    assert cli_main(["export", str(samples / "coffee.png"), "--annotations", str(folder), "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "1 derived from other shapes" in err and "1 shape(s) skipped" in err
