@@ -60,6 +60,23 @@ def _window_weights(geometry, low_y, low_x, ph, pw, height, width, span):
     return tf.reshape(w, [-1])
 
 
+def _window_plan(boxes, ph, pw, scale, aligned, bounds, height, width):
+    """Each bin's window along both axes, flat: (first row, rows, first column, columns), with
+    no rows or columns for RoIs whose windows do not fit ``bounds`` (the caller fills those in);
+    the window weights, flat (rows then columns, ``span`` per bin); and each RoI's tap count,
+    the size of its largest window."""
+    geometry = align_geometry(boxes, ph, pw, scale, -1, aligned)
+    start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
+    low_y, n_y = _axis_window(start_h, bin_h, grid_h, ph, height)
+    low_x, n_x = _axis_window(start_w, bin_w, grid_w, pw, width)
+    fits = _fits(n_y, n_x, bounds)[:, None]
+    n_y, n_x = tf.where(fits, n_y, 0), tf.where(fits, n_x, 0)
+    span = max(bounds)
+    weights = _window_weights(geometry, low_y, low_x, ph, pw, height, width, span)
+    steps = tf.reduce_max(n_y, 1) * tf.reduce_max(n_x, 1)  # (K,): n_y is (K, ph), n_x (K, pw)
+    return tuple(tf.reshape(t, [-1]) for t in (low_y, n_y, low_x, n_x)), weights, steps, span
+
+
 def align_adaptive_impl(features, boxes, ph, pw, scale, aligned, bounds, spare_row=False):
     """Adaptive RoIAlign straight from the features, doing work in proportion to the RoIs' area.
 
@@ -73,7 +90,6 @@ def align_adaptive_impl(features, boxes, ph, pw, scale, aligned, bounds, spare_r
     ``spare_row``: give the output one more row and drop it at the end (a copy), for callers
     whose XLA may compile this for 0 boxes: scatters into an empty output do not compile.
     """
-    bound_y, bound_x = bounds
     shape = tf.shape(features)
     height, width, channels = shape[1], shape[2], shape[3]
     if boxes.shape[0] == 0:  # the group loop cannot even be traced for a static 0
@@ -83,17 +99,8 @@ def align_adaptive_impl(features, boxes, ph, pw, scale, aligned, bounds, spare_r
     # for a box count that turns out 0 only at run time; writes to its row k are dropped (XLA
     # scatters skip rows out of bounds).
     boxes = tf.concat([boxes, tf.zeros([1, 5], boxes.dtype)], 0)
-    geometry = align_geometry(boxes, ph, pw, scale, -1, aligned)
-    start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
-    low_y, n_y = _axis_window(start_h, bin_h, grid_h, ph, height)
-    low_x, n_x = _axis_window(start_w, bin_w, grid_w, pw, width)
-    fits = _fits(n_y, n_x, bounds)[:, None]  # RoIs that do not fit are left at 0 for the caller
-    n_y, n_x = tf.where(fits, n_y, 0), tf.where(fits, n_x, 0)
-    span = max(bound_y, bound_x)
-    weights = _window_weights(geometry, low_y, low_x, ph, pw, height, width, span)  # flat
+    (low_y, n_y, low_x, n_x), weights, steps, span = _window_plan(boxes, ph, pw, scale, aligned, bounds, height, width)
     x_weights = (k + 1) * ph * span  # where the column windows start
-    low_y, n_y, low_x, n_x = (tf.reshape(t, [-1]) for t in (low_y, n_y, low_x, n_x))
-    steps = tf.reduce_max(tf.reshape(n_y, [k + 1, ph]), 1) * tf.reduce_max(tf.reshape(n_x, [k + 1, pw]), 1)
     order = tf.argsort(steps, direction="DESCENDING")
     group = _ALIGN_GROUP
     n_groups = (k + group - 1) // group
