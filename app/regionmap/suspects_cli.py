@@ -13,6 +13,8 @@ def parser():
     p.add_argument("embeddings", help="embeddings.parquet from roiscope export, a folder of Parquet files, or a folder of images with labelme boxes")
     p.add_argument("--k", type=int, default=10, help="neighbours that vote (default 10)")
     p.add_argument("--weighted", action="store_true", help="weight each neighbour's vote by its cosine similarity")
+    p.add_argument("--exact", action="store_true",
+                   help="vote on exact neighbours in all dimensions even for large tables (slower; see README)")
     p.add_argument("--out", required=True, help="CSV to write: image, region_id, label, suggested_label, score")
     settings_args(p)
     return p
@@ -32,7 +34,7 @@ def main(argv=None) -> int:
         if len(table) < 2:
             raise ValueError(f"{args.embeddings}: {len(table)} region(s); suspects need at least 2")
         with tqdm(total=len(table), desc="neighbours", unit="region", disable=None, file=sys.stderr) as bar:
-            suspects = find_suspects(table, args.k, args.weighted, progress=lambda done, total: bar.update(done - bar.n))
+            suspects = find_suspects(table, args.k, args.weighted, exact=True if args.exact else None, progress=lambda done, total: bar.update(done - bar.n))
         write_suspects_csv(args.out, table, suspects)
     except (ValueError, OSError) as exc:
         print(f"roiscope suspects: {exc}", file=sys.stderr)
