@@ -31,6 +31,7 @@ class RegionMapDock(QtCore.QObject):
         self.panel.region_activated.connect(self.open_region)
         self.panel.relabel_requested.connect(self.relabel)
         self.panel.delete_requested.connect(self.delete)
+        self.panel.map_ready.connect(self._highlight)  # the selected box's point, from the start
         events = window.inspection.events
         events.connect("selection", self._highlight)
         events.connect("settings", self._settings_changed)
@@ -45,7 +46,10 @@ class RegionMapDock(QtCore.QObject):
         if not w.project.images:
             w.show_error("Open a folder first: the region map shows every box of its images.")
             return
-        self.dock.show()
+        if not self.dock.isVisible():
+            self.dock.show()
+            # A third of the window: the inspection panels above keep room for their grids.
+            w.resizeDocks([self.dock], [max(w.height() // 3, 240)], QtCore.Qt.Orientation.Vertical)
         self.dock.raise_()
         docs = w.project.images
         for doc in docs:
