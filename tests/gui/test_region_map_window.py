@@ -18,6 +18,8 @@ def open_map(qtbot, window, sample_dir):
 
 def test_clicking_a_point_opens_its_image_and_selects_the_box(qtbot, window, sample_dir):
     rm = open_map(qtbot, window, sample_dir)
+    # The box selected when the map opens is ringed at once.
+    assert rm.panel.current == rm.panel.map.index_of(str(window.project.doc().path), window.inspection.selected)
     table = rm.panel.map.table
     i = next(k for k in range(len(table)) if table.images[k].endswith("coffee.png"))
     box_id = table.key(i)[1]
