@@ -50,10 +50,10 @@ def test_permission_denied_on_one_image_costs_only_that_image(samples, tmp_path,
 def test_any_exception_from_one_sidecar_is_named(samples, tmp_path, capsys, monkeypatch, error):
     real = labelme.read
 
-    def read(path):
+    def read(path, **kwargs):
         if Path(path).name == "coffee.json":
             raise error
-        return real(path)
+        return real(path, **kwargs)
 
     monkeypatch.setattr(export_cli.labelme, "read", read)
     rc = cli_main(["export", str(samples), "--out", str(tmp_path / "out")])
