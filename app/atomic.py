@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -48,18 +49,26 @@ def remove_quietly(path) -> None:
         pass
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path, mode="wb", **open_kwargs):
+    """A handle whose content replaces ``path`` only if the block ends without error: written
+    to a temporary name beside it, synced, then renamed; on any failure the temporary goes."""
     path = Path(path)
     fd, tmp = open_temp(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         commit(tmp, path)
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path, text: str) -> None:

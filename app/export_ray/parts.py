@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
-from app.atomic import atomic_write_bytes, commit, open_temp, remove_quietly
+from app.atomic import atomic_file, atomic_write_bytes
 from app.export import EMBEDDING_SCHEMA, MANIFEST_COLUMNS
 
 RECEIPT_KEY = b"roiscope.chunk"
@@ -60,21 +58,10 @@ def remove_stale_parts(emb_dir: Path, keep: set) -> list:
     return removed
 
 
-@contextmanager
 def _atomic_text(path: Path):
-    """A text file streamed to a temporary name, renamed when the block ends without error
-    (``app.atomic``'s naming and modes: the umask's for a new file, the old one's kept)."""
-    fd, tmp = open_temp(path)
-    try:
-        # backslashreplace: a non-UTF-8 name is kept as the local export keeps it (\udcNN)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        commit(tmp, path)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+    """A text file streamed to a temporary name, renamed when the block ends without error.
+    backslashreplace: a non-UTF-8 name is kept as the local export keeps it (\\udcNN)."""
+    return atomic_file(path, "w", encoding="utf-8", errors="backslashreplace", newline="")
 
 
 def compact_manifests(out: Path, receipts) -> None:
