@@ -59,6 +59,7 @@ class Inspection:
         self.channel = 0
         self.pooled = {}  # op -> (K, ph, pw, C), rows in box order; NaN rows for unpoolable boxes
         self.live = {}  # box id -> corners while a box is being dragged
+        self._levels = {}  # box id -> pyramid level, for multi-scale RoIAlign
         self.last_update_ms = 0.0
 
     # ------------------------------------------------------------------ inputs
@@ -154,7 +155,11 @@ class Inspection:
         return [name for name, ops in OP_CHOICES.items() if MULTI_SCALE not in ops or self.settings.layer == PYRAMID]
 
     def levels(self) -> dict:
-        """box id -> pyramid level it pools from, when multi-scale RoIAlign is on show."""
+        """box id -> pyramid level it pools from, when multi-scale RoIAlign is on show (worked
+        out once per pooling, not once per box shown)."""
+        return self._levels
+
+    def _find_levels(self) -> dict:
         if self.pyramid is None or MULTI_SCALE not in self.ops:
             return {}
         good = [b for b in self.boxes if b.problem() is None]
@@ -221,6 +226,7 @@ class Inspection:
         return True
 
     def _done(self, started, live):
+        self._levels = self._find_levels()  # every pooling passes here: boxes, drags, ops, maps
         self.last_update_ms = (time.perf_counter() - started) * 1000
         self.events.emit("pooled", live=live)
 
