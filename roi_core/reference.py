@@ -12,12 +12,16 @@ import numpy as np
 from .geometry import F32, align_sample_grid, pool_bin_edges
 
 
+def _inputs(features, boxes, output_size):
+    """float32 features and ``(K, 5)`` boxes, and ``(ph, pw)``."""
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    return np.asarray(features, dtype=F32), np.asarray(boxes, dtype=F32).reshape(-1, 5), ph, pw
+
+
 def roi_pool_ref(features, boxes, output_size, spatial_scale=1.0, return_argmax=False):
     """Fast R-CNN RoIPool. With ``return_argmax`` also returns ``(K, ph, pw, C)`` flat indices
     ``h * W + w`` of the first maximum of each bin (-1 for an empty bin)."""
-    feats = np.asarray(features, dtype=F32)
-    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
-    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    feats, boxes, ph, pw = _inputs(features, boxes, output_size)
     _, height, width, channels = feats.shape
     out = np.zeros((boxes.shape[0], ph, pw, channels), dtype=F32)
     arg = np.full(out.shape, -1, dtype=np.int64)
@@ -63,9 +67,7 @@ def _bilinear_taps(y, x, height, width):
 
 
 def roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
-    feats = np.asarray(features, dtype=F32)
-    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
-    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    feats, boxes, ph, pw = _inputs(features, boxes, output_size)
     _, height, width, channels = feats.shape
     out = np.zeros((boxes.shape[0], ph, pw, channels), dtype=F32)
     for k, box in enumerate(boxes):
@@ -89,9 +91,7 @@ def _ps_channels(c_out: int, p: int, q: int, ph: int, pw: int):
 
 def ps_roi_pool_ref(features, boxes, output_size, spatial_scale=1.0):
     """Position-sensitive RoI average pooling (R-FCN), torchvision's CPU forward."""
-    feats = np.asarray(features, dtype=F32)
-    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
-    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    feats, boxes, ph, pw = _inputs(features, boxes, output_size)
     _, height, width, channels = feats.shape
     c_out = channels // (ph * pw)
     out = np.zeros((boxes.shape[0], ph, pw, c_out), dtype=F32)
@@ -114,9 +114,7 @@ def ps_roi_pool_ref(features, boxes, output_size, spatial_scale=1.0):
 def ps_roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1):
     """Position-sensitive RoIAlign, torchvision's CPU forward (always half-pixel aligned, no
     minimum RoI size). Where torchvision divides 0 samples by 0 (NaN), this gives 0."""
-    feats = np.asarray(features, dtype=F32)
-    boxes = np.asarray(boxes, dtype=F32).reshape(-1, 5)
-    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    feats, boxes, ph, pw = _inputs(features, boxes, output_size)
     _, height, width, channels = feats.shape
     c_out = channels // (ph * pw)
     out = np.zeros((boxes.shape[0], ph, pw, c_out), dtype=F32)
