@@ -16,17 +16,24 @@ from app.regions import Box
 from tests.bench.memory import peak_rss_during
 
 
-def run(n_images=100, n_boxes=100):
+def synthetic_jobs(folder: Path, n_images: int, n_boxes: int, size=(768, 1024), corner=(900, 630), suffix=".png"):
+    """Blurred-noise images of ``size`` (h, w) with ``n_boxes`` boxes of 16-200 px whose top-left
+    corners fall in ``[0, corner)``: the export benchmarks' data, seeded."""
     rng = np.random.default_rng(0)
-    tmp = Path(tempfile.mkdtemp())
     jobs = []
     for i in range(n_images):
-        img = cv2.GaussianBlur(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8), (0, 0), 2)
-        path = tmp / f"img_{i:03d}.png"
+        img = cv2.GaussianBlur(rng.integers(0, 255, (*size, 3), dtype=np.uint8), (0, 0), 2)
+        path = folder / f"img_{i:03d}{suffix}"
         cv2.imwrite(str(path), img)
-        xy = rng.uniform(0, 900, size=(n_boxes, 2)) * [1, 0.7]
+        xy = rng.uniform(0, 1, size=(n_boxes, 2)) * corner
         wh = rng.uniform(16, 200, size=(n_boxes, 2))
         jobs.append((path, [Box(x, y, x + w, y + h, "thing") for (x, y), (w, h) in zip(xy, wh)]))
+    return jobs
+
+
+def run(n_images=100, n_boxes=100):
+    tmp = Path(tempfile.mkdtemp())
+    jobs = synthetic_jobs(tmp, n_images, n_boxes)
     summary, delta, peak = peak_rss_during(lambda: export(jobs, ExportOptions(tmp / "out", crops=False)), interval=0.005)
     total = sum(summary.stages.values())
     print("\nExport benchmark (100 images 1024x768 x 100 boxes, filters stride 4, RoIAlign 7x7, Parquet)")

@@ -9,27 +9,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from app.export import ExportOptions, export
-from app.regions import Box
+from tests.bench.export_bench import synthetic_jobs
 from tests.bench.memory import peak_rss_during
 
 COCO_IMAGES, COCO_BOXES = 118_287, 860_001  # train2017
 
 
 def _dataset(folder: Path, n_images: int, n_boxes: int):
-    rng = np.random.default_rng(0)
-    jobs = []
-    for i in range(n_images):
-        img = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 2)
-        path = folder / f"img_{i:03d}.jpg"
-        cv2.imwrite(str(path), img)
-        xy = rng.uniform(0, 560, size=(n_boxes, 2)) * [1, 0.75]
-        wh = rng.uniform(16, 200, size=(n_boxes, 2))
-        jobs.append((path, [Box(x, y, x + w, y + h, "thing") for (x, y), (w, h) in zip(xy, wh)]))
-    return jobs
+    return synthetic_jobs(folder, n_images, n_boxes, size=(480, 640), corner=(560, 420), suffix=".jpg")
 
 
 def _projection(one_worker, jobs):
