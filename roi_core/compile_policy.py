@@ -2,7 +2,7 @@
 keep the number of compiled shapes small. Every choice ends up in one ``Plan``."""
 from __future__ import annotations
 
-import logging
+import threading
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -88,27 +88,38 @@ def bucketed(call, boxes, bucket):
     return out[:k]
 
 
-class _OwnRetracingFilter(logging.Filter):
-    """Drops TensorFlow's "triggered tf.function retracing" warning for the operators' own
-    eager graphs only. They trace again on purpose (kernel bounds follow each feature-map
-    shape), which is not the caller's mistake the warning is about; a warning about any other
-    function still gets through."""
-
-    def __init__(self):
-        super().__init__()
-        self.names: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return "triggered tf.function retracing" not in message or not any(n in message for n in self.names)
+# Every eager graph takes features and boxes of any shape, so one trace serves every image
+# size and box count; a relaxed ``reduce_retracing`` graph traced twice first (the second time,
+# ~0.4 s, when the second image size came by) and warned about it.
+_ANY_SHAPE = (
+    tf.TensorSpec([None, None, None, None], tf.float32),
+    tf.TensorSpec([None, 5], tf.float32),
+    tf.TensorSpec([], tf.float32),
+)
 
 
-_retracing_filter = _OwnRetracingFilter()
-tf.get_logger().addFilter(_retracing_filter)
+class EagerGraphs:
+    """The graphs an eager call of ``core`` runs, one per output size, plan and static
+    argument, each traced once for any shape, instead of hundreds of eager ops per call.
 
+    The cores are plain TensorFlow (no Python control flow on tensors), so AutoGraph's source
+    conversion is skipped: it was most of the ~1.5 s that the first call of a session waited."""
 
-def eager_graph(core):
-    """``core`` as the one graph an eager call runs (shapes relaxed after the first), without
-    TensorFlow's retracing warning for it."""
-    _retracing_filter.names.add(repr(core))
-    return tf.function(core, reduce_retracing=True)
+    def __init__(self, core):
+        self.core = core
+        self._graphs = {}
+        self._lock = threading.Lock()  # the GUI pools on its worker and its own thread
+
+    def __call__(self, features, boxes, ph, pw, scale, *, plan: Plan, **static):
+        key = (ph, pw, plan, tuple(sorted(static.items())))
+        with self._lock:
+            graph = self._graphs.get(key)
+            if graph is None:
+                graph = self._graphs[key] = self._trace(ph, pw, plan, static)
+        return graph(features, boxes, scale)
+
+    def _trace(self, ph, pw, plan, static):
+        core = self.core
+        return tf.function(
+            lambda f, b, s: core(f, b, ph, pw, s, plan=plan, **static), input_signature=_ANY_SHAPE, autograph=False
+        )

@@ -31,10 +31,10 @@ from .boxes import (
 )
 from .compile_policy import EAGER_COMPILE_MIN_OUTPUTS  # noqa: F401  (re-exported: the threshold's old home)
 
-_roi_pool_graph = compile_policy.eager_graph(roi_pool_core)
-_roi_align_graph = compile_policy.eager_graph(roi_align_core)
-_ps_roi_pool_graph = compile_policy.eager_graph(ps_roi_pool_core)
-_ps_roi_align_graph = compile_policy.eager_graph(ps_roi_align_core)
+_roi_pool_graph = compile_policy.EagerGraphs(roi_pool_core)
+_roi_align_graph = compile_policy.EagerGraphs(roi_align_core)
+_ps_roi_pool_graph = compile_policy.EagerGraphs(ps_roi_pool_core)
+_ps_roi_align_graph = compile_policy.EagerGraphs(ps_roi_align_core)
 
 
 def _prepare(features, boxes, output_size, spatial_scale):
@@ -46,7 +46,8 @@ def _prepare(features, boxes, output_size, spatial_scale):
 
 
 def _run(core, graph, features, boxes, ph, pw, scale, plan, **static):
-    """Eagerly: the core as one graph, the scale as a tensor (new scales reuse the trace)."""
+    """Eagerly: the core as one graph for any shape, the scale as a tensor (new scales reuse
+    the trace)."""
     if tf.executing_eagerly():
         return graph(features, boxes, ph, pw, tf.constant(scale, tf.float32), plan=plan, **static)
     return core(features, boxes, ph, pw, scale, plan=plan, **static)
