@@ -192,10 +192,13 @@ class MainWindow(QtWidgets.QMainWindow):
         s = self.inspection.settings
         if doc is None or not s.layer:
             return
-        # Every op the menu offers: switching the op must not stall on a first trace.
-        warm = [s.pool_settings(ops[0]) for ops in (OP_CHOICES[name] for name in self.inspection.op_choices()) if len(ops) == 1]
+        # Every op the menu offers, those on show first: switching the op must not stall on a
+        # first trace, and the first grid need not wait for the others.
+        offered = [ops[0] for ops in (OP_CHOICES[name] for name in self.inspection.op_choices()) if len(ops) == 1]
+        ops = list(s.ops) + [op for op in offered if op not in s.ops]
         counts = sorted({1, len(doc.boxes), len(doc.boxes) + 1} - {0})  # a drag, all boxes, one more
-        self.service.request(doc.path, s.extractor, s.layer, want_image=want_image or self.rgb is None, warm=warm, counts=counts)
+        self.service.request(doc.path, s.extractor, s.layer, want_image=want_image or self.rgb is None,
+                             warm=[s.pool_settings(op) for op in ops], counts=counts, shown=len(s.ops))
 
     def _on_settings(self, changed):
         if changed & {"extractor", "layer"}:

@@ -29,10 +29,11 @@ def _emit(signal, *args):
 
 
 class _Job(QtCore.QRunnable):
-    def __init__(self, job_id, path, extractor, layer, want_image, signals, registry, warm=(), counts=(1,)):
+    def __init__(self, job_id, path, extractor, layer, want_image, signals, registry, warm=(), counts=(1,), shown=None):
         super().__init__()
         self.job_id, self.path, self.extractor, self.layer = job_id, path, extractor, layer
         self.warm, self.counts = tuple(warm), tuple(counts)
+        self.shown = len(self.warm) if shown is None else shown
         self.want_image, self.signals, self.registry = want_image, signals, registry
         self.cancelled = False
 
@@ -47,15 +48,24 @@ class _Job(QtCore.QRunnable):
             if self.cancelled:
                 return
             feats = extract_features(self.registry.get(self.extractor), rgb, self.layer, capped)
-            for settings in self.warm:  # trace/compile pooling here, not on the GUI thread
-                # Compiled kernels are built per feature shape and per box-count bucket.
-                for count in self.counts:
-                    pool_boxes(feats, np.zeros((count, 4), np.float32), settings)
+            # Trace/compile pooling here, not on the GUI thread: the ops on show before the
+            # maps go out, the menu's other ops after, while the user looks at the first grid.
+            self._warm(feats, self.warm[: self.shown])
             if not self.cancelled:
                 _emit(self.signals.features_ready, self.job_id, (str(self.path), self.extractor, self.layer), feats)
+            self._warm(feats, self.warm[self.shown :])
         except Exception as exc:  # any failure is shown to the user; the app goes on
             message = str(exc) or traceback.format_exc(limit=1)
             _emit(self.signals.failed, self.job_id, str(self.path), message)
+
+
+    def _warm(self, feats, settings_list):
+        # Compiled kernels are built per feature shape and per box-count bucket.
+        for settings in settings_list:
+            for count in self.counts:
+                if self.cancelled:
+                    return
+                pool_boxes(feats, np.zeros((count, 4), np.float32), settings)
 
 
 class FeatureService(QtCore.QObject):
@@ -75,16 +85,21 @@ class FeatureService(QtCore.QObject):
         self.signals.features_ready.connect(self._features_ready)
         self.signals.failed.connect(self._failed)
         self._job = None
+        self._warming = None
         self._next_id = 0
 
-    def request(self, path, extractor, layer, want_image=True, warm=(), counts=(1,)):
+    def request(self, path, extractor, layer, want_image=True, warm=(), counts=(1,), shown=None):
         """Start loading ``path`` (and its features unless cached). Supersedes any running job.
         ``warm``: pooling settings to run once on the worker, for each box count in ``counts``,
-        so that their first use on the GUI thread does not stop to compile."""
+        so that their first use on the GUI thread does not stop to compile; the first ``shown``
+        of them (default: all) before the features are handed over, the rest after."""
         self.cancel()
+        if self._warming is not None:  # a finished job still warming the menu's other ops
+            self._warming.cancelled = True
         key = (str(path), extractor, layer)
         self._next_id += 1
-        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.registry, warm, counts)
+        job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.registry, warm, counts, shown)
+        self._warming = job
         if key in self.cache and not want_image:
             self.features_ready.emit(key, self.cache[key])
             return

@@ -231,14 +231,26 @@ def test_extraction_can_be_cancelled_and_the_window_goes_on(qtbot, window, sampl
 def test_worker_warms_pooling_for_both_ops_and_the_box_counts_the_window_will_use(qtbot, window, sample_dir, monkeypatch):
     # Traces (and, for big calls, compiled kernels) depend on the op, the feature shape and the
     # box-count bucket: the worker runs both ops with the image's own count, a drag's 1 and
-    # one box more, so that the GUI thread does not stall on them.
+    # one box more, so that the GUI thread does not stall on them. The op on show (RoIAlign)
+    # is warmed before the maps are handed over; the menu's other op after, so that the first
+    # grid does not wait for it.
     import app.gui.worker as worker
 
-    warmed = []
-    real = worker.pool_boxes
-    monkeypatch.setattr(worker, "pool_boxes", lambda feats, boxes, settings: warmed.append((len(boxes), settings.op)) or real(feats, boxes, settings))
+    events = []
+    real_pool, real_emit = worker.pool_boxes, worker._emit
+    monkeypatch.setattr(worker, "pool_boxes", lambda feats, boxes, settings: events.append((len(boxes), settings.op)) or real_pool(feats, boxes, settings))
+
+    def emit(signal, *args):  # features_ready is the signal whose key is a tuple
+        if isinstance(args[1], tuple):
+            events.append("features")
+        real_emit(signal, *args)
+
+    monkeypatch.setattr(worker, "_emit", emit)
     window.open_paths([sample_dir])
     wait_features(qtbot, window)
     n = len(window.current_boxes())
     assert n == 2
+    qtbot.waitUntil(lambda: len(events) == 7, timeout=30_000)
+    warmed = [e for e in events if e != "features"]
     assert sorted(warmed) == sorted((count, op) for count in (1, 2, 3) for op in ("roi_align", "roi_pool"))
+    assert sorted(events[: events.index("features")]) == [(count, "roi_align") for count in (1, 2, 3)]
