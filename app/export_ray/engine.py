@@ -133,6 +133,10 @@ def build_dataset(ray, todo, options: ExportOptions, ray_options: RayOptions, la
     return ds.map_batches(
         EmbedChunk, batch_size=1, batch_format="numpy", compute=_actor_pool(ray, ray_options),
         num_gpus=ray_options.gpus_per_worker or None,
+        # Ray Data restarts a lost actor and redoes its chunk (max_restarts=-1 and
+        # max_task_retries=-1 by default; a test kills one): the redone part replaces the same
+        # keyed file by a rename, so no row is written twice. Not passed here: remote arguments
+        # the read stage lacks would stop Ray from fusing the read into the actors.
         fn_constructor_kwargs={"options": options, "out_dir": str(options.out_dir), "root": str(layer_root)})
 
 
@@ -250,6 +254,7 @@ def _finish(out: Path, chunks, summary: RayExportSummary) -> None:
             yield receipt
 
     compact_manifests(out, receipts())
+    remove_leftovers(out)  # temporary files of an actor killed while writing (it was redone)
     summary.stale_removed = len(remove_stale_parts(emb_dir, {c.part_name for c in chunks}))
     summary.driver["manifests"] = time.perf_counter() - t0
 
