@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app.cli import main as cli_main
+from app.formats import labelme
 from tests.app.test_export_ray import ray_local  # noqa: F401 (the session's one Ray instance)
 
 BUCKET = "roiscope-test"
@@ -137,3 +138,17 @@ def test_uris_need_the_ray_engine_and_a_local_output(s3, tmp_path, capsys):
     assert f"s3://{BUCKET}/data: inputs given as URIs need --engine ray" in capsys.readouterr().out
     assert cli_main(["export", f"s3://{BUCKET}/data", "--out", f"s3://{BUCKET}/out", "--engine", "ray"]) == 1
     assert f"--out s3://{BUCKET}/out: the output must be a local or shared folder" in capsys.readouterr().err
+
+
+def test_file_uris_list_images_and_sidecars_as_on_disk(samples):
+    from app.export_ray.remote import collect_remote_jobs
+
+    (samples / "chelsea.json").write_text("{ not json")
+    remote = collect_remote_jobs([samples.as_uri()])
+    assert remote.root == samples.as_uri()
+    assert [str(image) for image, _ in remote.jobs] == [(samples / n).as_uri() for n in ("astronaut.png", "chelsea.png", "coffee.png")]
+    coffee = remote.jobs[2][1]
+    assert [(b.label, b.corners()) for b in coffee] == \
+        [(b.label, b.corners()) for b in labelme.read(samples / "coffee.json", derived=True).boxes]
+    assert remote.jobs[1][1] == [] and len(remote.problems) == 1
+    assert remote.problems[0].startswith(f"{(samples / 'chelsea.json').as_uri()}: ")  # named by its URI, not the temp copy
