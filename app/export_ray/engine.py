@@ -4,6 +4,8 @@ Pipeline: the plan's chunks (``from_items``) -> ``read_chunk`` (tasks) -> ``Embe
 pool; GPU actors with ``gpus_per_worker``) -> one Parquet part per chunk, committed by a rename.
 On CPU-only pools Ray fuses the read into the actors (no image crosses the object store); with
 GPU actors the remote arguments differ, so reads stay CPU tasks that feed the GPUs.
+Images on object storage (``RemoteImage``, listed by ``remote.py``) are read by the read tasks
+through the pyarrow filesystem passed in; the output stays a local or shared folder.
 Ray does the scheduling, retries, back-pressure and streaming; the driver only iterates over
 one small result row per chunk (counts and seconds), so its memory does not grow with the
 number of regions; it holds the plan (the annotations it was given, a key per chunk), whose

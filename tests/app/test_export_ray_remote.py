@@ -3,6 +3,7 @@ through pyarrow filesystems from a real S3 server on localhost (moto), give the 
 local export of the same files on disk."""
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ BUCKET = "roiscope-test"
 @pytest.fixture(scope="module")
 def s3_server():
     server_mod = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
