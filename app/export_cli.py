@@ -54,11 +54,28 @@ def _add_ray_arguments(p):
     ray.add_argument("--batch-size", type=int, default=16, help="images per Ray batch and per Parquet part (default 16)")
 
 
-def _run_ray(args, jobs, options, root, progress):
+def _run_ray(args, jobs, options, root, progress, filesystem):
     from app.export_ray import RayOptions, export_ray
+    from app.export_ray.remote import is_uri
 
-    ray_options = RayOptions(args.address, args.workers, args.gpus_per_worker, args.batch_size)
-    return export_ray(jobs, options, root, ray_options, progress=progress)
+    if is_uri(args.out):
+        raise ValueError(f"--out {args.out}: the output must be a local or shared folder, not a URI")
+    ray_options = RayOptions(args.address, args.workers, args.gpus_per_worker, args.batch_size, args.verbose)
+    return export_ray(jobs, options, root, ray_options, progress=progress, filesystem=filesystem)
+
+
+def _collect(args):
+    """(jobs, root, problems, filesystem): inputs given as URIs (object storage) go to the Ray
+    engine's reader, which lists them through pyarrow; local paths to ``collect_jobs``."""
+    from app.export_ray.remote import collect_remote_jobs, is_uri
+
+    if any(is_uri(p) for p in [*args.images, args.annotations or ""]):
+        if args.engine != "ray":
+            uris = [p for p in [*args.images, args.annotations] if p and is_uri(p)]
+            return [], Path("."), [f"{u}: inputs given as URIs need --engine ray" for u in uris], None
+        remote = collect_remote_jobs(args.images, args.annotations, args.annotation_format)
+        return remote.jobs, remote.root, remote.problems, remote.filesystem
+    return (*collect_jobs(args), None)
 
 
 def collect_jobs(args):
@@ -128,13 +145,13 @@ def main(argv=None) -> int:
     from app.export import ExportOptions, export
     from app.pooling import PoolSettings
 
-    jobs, root, problems = collect_jobs(args)
+    jobs, root, problems, filesystem = _collect(args)
     try:
         options = ExportOptions(args.out, args.format, args.crops, args.margin, args.extractor, args.layer,
                                 PoolSettings(args.op, args.size, args.sampling_ratio))
         progress = lambda it: tqdm(it, desc="export", unit="image", disable=None, file=sys.stderr)  # noqa: E731
         if args.engine == "ray":
-            summary = _run_ray(args, jobs, options, root, progress)
+            summary = _run_ray(args, jobs, options, root, progress, filesystem)
         else:
             summary = export(jobs, options, root, progress=progress)
     except Exception as exc:  # bad options, output in use, disk full: one line, no traceback

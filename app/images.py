@@ -7,6 +7,7 @@ the displayed image and sizes used by normalized formats (YOLO) always agree.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,12 +78,12 @@ def max_pixels() -> int:
     return value
 
 
-def probe(path) -> ImageInfo | None:
-    """The header of ``path`` without decoding pixels; None when Pillow does not know the file
-    (then OpenCV, the decoder of record, decides). OSError (permission) becomes ImageReadError."""
-    path = Path(path)
+def probe(path, data: bytes | None = None) -> ImageInfo | None:
+    """The header of ``path`` (or of its bytes ``data``, already read) without decoding pixels;
+    None when Pillow does not know the file (then OpenCV, the decoder of record, decides).
+    OSError (permission) becomes ImageReadError."""
     try:
-        with Image.open(path) as im:
+        with Image.open(Path(path) if data is None else io.BytesIO(data)) as im:
             width, height = im.size
             if im.format == "TIFF":  # Pillow reports a TIFF's size already turned: take the tags
                 width, height = im.tag_v2.get(256, width), im.tag_v2.get(257, height)
@@ -150,6 +151,21 @@ def load_image(path) -> tuple[np.ndarray, ImageInfo]:
         data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile copes with non-ASCII paths
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return _decode(path, data, info)
+
+
+def decode_image_bytes(data: bytes, name) -> tuple[np.ndarray, ImageInfo]:
+    """``load_image`` for an image's bytes read elsewhere (object storage); ``name`` (its URI)
+    is what messages name. Same orientation, pixel limit and errors."""
+    if not data:
+        raise ImageReadError(f"{name}: the file is empty")
+    info = probe(name, data)
+    if info is not None:
+        check_pixel_limit(name, info)
+    return _decode(name, np.frombuffer(data, np.uint8), info)
+
+
+def _decode(path, data: np.ndarray, info: ImageInfo | None) -> tuple[np.ndarray, ImageInfo]:
     if info is not None and info.format == "TIFF" and info.orientation != 1:
         data = _tiff_unturned(data)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # UNCHANGED ignores EXIF: applied below

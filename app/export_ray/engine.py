@@ -4,6 +4,8 @@ Pipeline: the plan's chunks (``from_items``) -> ``read_chunk`` (tasks) -> ``Embe
 pool; GPU actors with ``gpus_per_worker``) -> one Parquet part per chunk, committed by a rename.
 On CPU-only pools Ray fuses the read into the actors (no image crosses the object store); with
 GPU actors the remote arguments differ, so reads stay CPU tasks that feed the GPUs.
+Images on object storage (``RemoteImage``, listed by ``remote.py``) are read by the read tasks
+through the pyarrow filesystem passed in; the output stays a local or shared folder.
 Ray does the scheduling, retries, back-pressure and streaming; the driver only iterates over
 one small result row per chunk (counts and seconds), so its memory does not grow with the
 number of regions; it holds the plan (the annotations it was given, a key per chunk), whose
@@ -40,6 +42,7 @@ class RayOptions:
     workers: int | None = None  # actor pool size; None: autoscale from 1 to what the cluster holds
     gpus_per_worker: float = 0.0
     batch_size: int = 16  # images per chunk: one Ray batch, one Parquet part
+    verbose: bool = False  # let the workers' TensorFlow start-up lines through to the terminal
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 1:
@@ -79,39 +82,72 @@ def _import_ray():
     return ray
 
 
-def _connect(ray, address) -> bool:
-    """Join ``address`` or the running instance, else start a local one. True if we started it."""
+def worker_runtime_env(ray, verbose: bool) -> dict:
+    """The job's workers import TensorFlow through ``app.tf_quiet`` before any task runs, so its
+    C++ start-up lines (which ``TF_CPP_MIN_LOG_LEVEL`` does not stop) are not forwarded to the
+    driver's terminal; ``--verbose`` lets them through. The hook is shipped by value: imported
+    by name it would import ``app`` before Ray puts the job's code paths in place, and a worker
+    could then run another installed copy of the project."""
+    if verbose:
+        return {}
+    from app import tf_quiet
+
+    ray.cloudpickle.register_pickle_by_value(tf_quiet)
+    return {"worker_process_setup_hook": tf_quiet.import_tensorflow}
+
+
+def _connect(ray, ray_options: RayOptions) -> bool:
+    """Join ``address`` or the running instance, else start a local one. True if we started it.
+    (A caller that started Ray itself chose its workers' runtime environment.)"""
     if ray.is_initialized():
         return False
-    if address is None:  # an instance of our own: it reports no usage statistics unless asked to
+    if ray_options.address is None:  # an instance of our own: it reports no usage statistics unless asked to
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    ray.init(address=ray_options.address, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=True, runtime_env=worker_runtime_env(ray, ray_options.verbose))
     return True
 
 
+def check_gpus(ray, options: RayOptions) -> None:
+    """Ray Data waits for resources without end: GPUs the cluster does not have are refused now."""
+    if not options.gpus_per_worker:
+        return
+    have = ray.cluster_resources().get("GPU", 0)
+    need = options.gpus_per_worker * (options.workers or 1)
+    if need > have:
+        asked = f"--gpus-per-worker {options.gpus_per_worker:g}" + (f" with --workers {options.workers}" if options.workers else "")
+        raise ValueError(f"{asked} needs {need:g} GPU(s), but the Ray cluster has {have:g}; join a cluster with "
+                         "GPUs (--address, its GPU nodes started), ask for fewer, or drop --gpus-per-worker")
+
+
 def _actor_pool(ray, options: RayOptions):
-    resources = ray.cluster_resources()
-    local = options.address is None and not os.environ.get("RAY_ADDRESS")
-    if local and options.gpus_per_worker > resources.get("GPU", 0):
-        # a local instance never grows: Ray would wait for the GPU forever
-        raise ValueError(f"--gpus-per-worker {options.gpus_per_worker:g}: this machine's Ray instance has "
-                         f"{resources.get('GPU', 0):g} GPU(s); join a cluster with --address or drop the option")
     if options.workers:
         return ray.data.ActorPoolStrategy(size=options.workers)
+    resources = ray.cluster_resources()
     most = resources.get("GPU", 0) / options.gpus_per_worker if options.gpus_per_worker else resources.get("CPU", 1)
     return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(most)))
 
 
-def _results(ray, todo, options: ExportOptions, ray_options: RayOptions, layer_root):
+def build_dataset(ray, todo, options: ExportOptions, ray_options: RayOptions, layer_root, filesystem=None):
+    """The pipeline, not yet run. ``filesystem``: the pyarrow filesystem of remote images."""
+    ds = ray.data.from_items([chunk.row() for chunk in todo], override_num_blocks=len(todo))
+    ds = ds.map(read_chunk, fn_kwargs={"filesystem": filesystem})
+    return ds.map_batches(
+        EmbedChunk, batch_size=1, batch_format="numpy", compute=_actor_pool(ray, ray_options),
+        num_gpus=ray_options.gpus_per_worker or None,
+        # Ray Data restarts a lost actor and redoes its chunk (max_restarts=-1 and
+        # max_task_retries=-1 by default; a test kills one): the redone part replaces the same
+        # keyed file by a rename, so no row is written twice. Not passed here: remote arguments
+        # the read stage lacks would stop Ray from fusing the read into the actors.
+        fn_constructor_kwargs={"options": options, "out_dir": str(options.out_dir), "root": str(layer_root)})
+
+
+def _results(ray, todo, options: ExportOptions, ray_options: RayOptions, layer_root, filesystem):
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the caller's bar counts images; Ray's would count chunks
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset execution
-    ds = ray.data.from_items([chunk.row() for chunk in todo], override_num_blocks=len(todo))
-    ds = ds.map(read_chunk)
-    ds = ds.map_batches(
-        EmbedChunk, batch_size=1, batch_format="numpy", compute=_actor_pool(ray, ray_options),
-        num_gpus=ray_options.gpus_per_worker or None,
-        fn_constructor_kwargs={"options": options, "out_dir": str(options.out_dir), "root": str(layer_root)})
+    check_gpus(ray, ray_options)
+    ds = build_dataset(ray, todo, options, ray_options, layer_root, filesystem)
     return ds.iter_batches(batch_size=None, batch_format="numpy")
 
 
@@ -143,8 +179,9 @@ def _ticks(results, summary: RayExportSummary):
 
 
 def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayOptions | None = None,
-               progress=None) -> RayExportSummary:
+               progress=None, filesystem=None) -> RayExportSummary:
     """The local export's job list and options, run on Ray Data; output in ``out/embeddings/``.
+    ``filesystem``: the pyarrow filesystem holding the images when they are ``RemoteImage``s.
     Raises ValueError (bad options), RuntimeError (no Ray, or the run stopped: re-run it),
     OutputInUse (another run writes into ``out``)."""
     ray_options = ray_options or RayOptions()
@@ -156,12 +193,12 @@ def export_ray(jobs, options: ExportOptions, images_root=None, ray_options: RayO
     out = options.out_dir
     (out / EMBEDDINGS_DIR).mkdir(parents=True, exist_ok=True)
     with output_lock(out):  # the local export's lock: one run per folder, whichever engine
-        summary = _run(ray, jobs, options, layer, images_root, ray_options, progress)
+        summary = _run(ray, jobs, options, layer, images_root, ray_options, progress, filesystem)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run(ray, jobs, options, layer, images_root, ray_options, progress) -> RayExportSummary:
+def _run(ray, jobs, options, layer, images_root, ray_options, progress, filesystem) -> RayExportSummary:
     t_plan = time.perf_counter()
     out = options.out_dir
     emb_dir = out / EMBEDDINGS_DIR
@@ -175,10 +212,10 @@ def _run(ray, jobs, options, layer, images_root, ray_options, progress) -> RayEx
     summary.driver["plan"] = time.perf_counter() - t_plan
     if todo:
         t_connect = time.perf_counter()
-        owned = _connect(ray, ray_options.address)
+        owned = _connect(ray, ray_options)
         summary.driver["connect"] = time.perf_counter() - t_connect
         try:
-            ticks = _ticks(_results(ray, todo, options, ray_options, root), summary)
+            ticks = _ticks(_results(ray, todo, options, ray_options, root, filesystem), summary)
             for _ in (progress(_Sized(ticks, sum(c.images for c in todo))) if progress else ticks):
                 pass
         except ray.exceptions.RayError as exc:
@@ -219,6 +256,7 @@ def _finish(out: Path, chunks, summary: RayExportSummary) -> None:
             yield receipt
 
     compact_manifests(out, receipts())
+    remove_leftovers(out)  # temporary files of an actor killed while writing (it was redone)
     summary.stale_removed = len(remove_stale_parts(emb_dir, {c.part_name for c in chunks}))
     summary.driver["manifests"] = time.perf_counter() - t0
 

@@ -53,6 +53,8 @@ def settings_fingerprint(options, layer, root) -> dict:
 
 
 def _file_stamp(path) -> list:
+    if hasattr(path, "stamp"):  # an image on object storage: size and time from its listing
+        return path.stamp
     try:
         st = os.stat(path)
     except OSError:

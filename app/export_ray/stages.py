@@ -16,20 +16,22 @@ from pathlib import Path
 from app.atomic import atomic_write_bytes
 from app.export import ExportSummary, extractor_and_layer, pages_warning, prepare_pixels
 from app.export_ray.parts import EMBEDDINGS_DIR, write_part
+from app.export_ray.remote import read_remote_image
 from app.images import load_image
 from app.problems import describe
 
 STAGES = ("read", "extract", "pool", "write")
 
 
-def read_chunk(row: dict) -> dict:
+def read_chunk(row: dict, filesystem=None) -> dict:
     """Ray Data ``map`` stage: the decoded images (None where reading failed), pickled so that
-    images of different sizes travel as one value."""
+    images of different sizes travel as one value. ``filesystem``: the pyarrow filesystem that
+    holds the chunk's images when they are on object storage (``RemoteImage``)."""
     started = time.perf_counter()
     images, failures, warnings = [], [], []
     for image, _ in pickle.loads(row["jobs"]):
         try:
-            rgb, info = load_image(image)
+            rgb, info = load_image(image) if filesystem is None else read_remote_image(image, filesystem)
         except Exception as exc:  # one bad file never costs the rest
             images.append(None)
             failures.append(describe(image, exc))
