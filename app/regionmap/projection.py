@@ -1,11 +1,13 @@
 """2-D projections of embeddings with a ``transform`` for regions edited later. PCA is exact (the
-covariance's eigenvectors, accumulated in chunks: no centred copy of the data); UMAP is used when
+covariance's eigenvectors, accumulated in one chunked pass: no centred copy of the data); UMAP is used when
 the optional ``umap-learn`` is installed."""
 from __future__ import annotations
 
 import importlib.util
 
 import numpy as np
+
+from app.regionmap.blas import one_blas_thread
 
 METHODS = ("pca", "umap")
 
@@ -33,16 +35,20 @@ class PCAProjection:
         n, d = X.shape
         if n == 0:
             raise ValueError("cannot fit a projection to zero regions")
-        mean = np.zeros(d, np.float64)
-        for a in range(0, n, self.chunk):
-            mean += X[a:a + self.chunk].sum(axis=0, dtype=np.float64)
-        mean /= n
-        self.mean = mean.astype(np.float32)
-        cov = np.zeros((d, d), np.float64)
-        for a in range(0, n, self.chunk):
-            c = X[a:a + self.chunk] - self.mean  # float32 matmul: the fast path; sums in float64
-            cov += (c.T @ c).astype(np.float64)
-        cov /= max(n - 1, 1)
+        # One pass: the sum and the Gram matrix of the rows minus a rough centre (the first
+        # chunk's mean), float32 products summed in float64. The shift keeps the products small,
+        # so removing the exact mean afterwards loses no precision even when the mean is far
+        # larger than the spread (ReLU features).
+        shift = X[:self.chunk].mean(axis=0, dtype=np.float64).astype(np.float32)
+        total, gram = np.zeros(d, np.float64), np.zeros((d, d), np.float64)
+        with one_blas_thread():
+            for a in range(0, n, self.chunk):
+                c = X[a:a + self.chunk] - shift
+                total += c.sum(axis=0, dtype=np.float64)
+                gram += c.T @ c
+        offset = total / n
+        self.mean = (shift + offset).astype(np.float32)
+        cov = (gram - n * np.outer(offset, offset)) / max(n - 1, 1)
         values, vectors = np.linalg.eigh(cov)
         order = np.argsort(values)[::-1][:self.components]
         axes = vectors[:, order]
@@ -57,8 +63,9 @@ class PCAProjection:
     def transform(self, X) -> np.ndarray:
         X = np.asarray(X, np.float32).reshape(-1, self.mean.shape[0])
         out = np.empty((len(X), self.components), np.float32)
-        for a in range(0, len(X), self.chunk):
-            out[a:a + self.chunk] = (X[a:a + self.chunk] - self.mean) @ self.axes
+        with one_blas_thread():
+            for a in range(0, len(X), self.chunk):  # centred chunk by chunk: precise when the mean is large
+                out[a:a + self.chunk] = (X[a:a + self.chunk] - self.mean) @ self.axes
         return out
 
     def fit_transform(self, X) -> np.ndarray:
