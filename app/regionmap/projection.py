@@ -4,6 +4,7 @@ the optional ``umap-learn`` is installed."""
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import numpy as np
 
@@ -68,43 +69,65 @@ class PCAProjection:
                 out[a:a + self.chunk] = (X[a:a + self.chunk] - self.mean) @ self.axes
         return out
 
-    def fit_transform(self, X) -> np.ndarray:
+    def fit_transform(self, X, progress=None) -> np.ndarray:
+        """``progress``: as UMAP's (PCA is done before it would matter)."""
         return self.fit(X).transform(X)
 
 
+class _EpochStream:
+    """A file for umap's tqdm bar (``bar_format="{n}/{total}"``): passes each ``n/total`` it writes
+    on to ``progress``. umap has no callback; its bar is the one place its epoch loop reports to.
+    (Raising here to cancel would leave tqdm's global lock held: the next bar would hang.)"""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def write(self, text):
+        match = re.search(r"(\d+)/(\d+)", text)
+        if match:
+            self.progress(int(match[1]), int(match[2]))
+
+    def flush(self):
+        pass
+
+
 class UMAPProjection:
-    """``umap.UMAP`` (cosine metric, 2-D). Slow on large sets: the GUI runs it on a worker; it
-    cannot be interrupted inside umap, so Cancel drops its result when it returns."""
+    """``umap.UMAP`` (cosine metric, 2-D). Slow on large sets: the GUI runs it on a worker; its
+    optimisation epochs report progress. umap cannot be interrupted, so Cancel drops its result
+    when it returns."""
 
     method = "umap"
 
-    def __init__(self, n_neighbors=15, min_dist=0.1, random_state=None):
+    def __init__(self, n_neighbors=15, min_dist=0.1, random_state=None, n_epochs=None):
         if not umap_available():
             raise ValueError("UMAP needs the optional package umap-learn: pip install 'roiscope[umap]'")
-        self.params = dict(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state)
+        self.params = dict(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state, n_epochs=n_epochs)
         self.model = None
 
-    def fit(self, X) -> "UMAPProjection":
+    def fit(self, X, progress=None) -> "UMAPProjection":
         import umap
 
         X = np.asarray(X, np.float32)
         neighbors = max(2, min(self.params["n_neighbors"], len(X) - 1))
         jobs = 1 if self.params["random_state"] is not None else -1  # a seed makes umap single-threaded anyway
-        self.model = umap.UMAP(n_components=2, metric="cosine", n_jobs=jobs, **{**self.params, "n_neighbors": neighbors})
+        bar = dict(disable=True) if progress is None else dict(disable=False, file=_EpochStream(progress), bar_format="{n}/{total}", mininterval=0.1)
+        self.model = umap.UMAP(n_components=2, metric="cosine", n_jobs=jobs, tqdm_kwds=bar,
+                               **{**self.params, "n_neighbors": neighbors})
         self.model.fit(X)
         return self
 
     def transform(self, X) -> np.ndarray:
         return np.asarray(self.model.transform(np.asarray(X, np.float32).reshape(len(X), -1)), np.float32)
 
-    def fit_transform(self, X) -> np.ndarray:
-        self.fit(X)
+    def fit_transform(self, X, progress=None) -> np.ndarray:
+        self.fit(X, progress)
         return np.asarray(self.model.embedding_, np.float32)
 
 
-def make_projection(method="pca"):
+def make_projection(method="pca", **options):
+    """``options``: the projection's own (UMAP's ``n_epochs``, ``random_state``...)."""
     if method == "pca":
-        return PCAProjection()
+        return PCAProjection(**options)
     if method == "umap":
-        return UMAPProjection()
+        return UMAPProjection(**options)
     raise ValueError(f"projection must be one of {METHODS}, got {method!r}")
