@@ -47,10 +47,10 @@ class PCAProjection:
                 c = X[a:a + self.chunk] - shift
                 total += c.sum(axis=0, dtype=np.float64)
                 gram += c.T @ c
-        offset = total / n
+            offset = total / n
+            cov = (gram - n * np.outer(offset, offset)) / max(n - 1, 1)
+            values, vectors = np.linalg.eigh(cov)  # 512 x 512: 0.05-0.1 s on one thread, 0.2-0.5 s on two
         self.mean = (shift + offset).astype(np.float32)
-        cov = (gram - n * np.outer(offset, offset)) / max(n - 1, 1)
-        values, vectors = np.linalg.eigh(cov)
         order = np.argsort(values)[::-1][:self.components]
         axes = vectors[:, order]
         signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
