@@ -54,6 +54,7 @@ class RegionMapPanel(QtWidgets.QWidget):
         self.selection = np.zeros(0, np.int64)
         self.current: int | None = None
         self._shape, self._tool = [], "pan"
+        self.umap_options = {}  # UMAPProjection's (n_epochs, random_state...)
         self._refresh_timer = QtCore.QTimer(self, singleShot=True, interval=0)
         self._refresh_timer.timeout.connect(self._refresh_now)
         self._similar_timer = QtCore.QTimer(self, singleShot=True, interval=0)
@@ -127,7 +128,8 @@ class RegionMapPanel(QtWidgets.QWidget):
         method = method or self.method.currentData()
         self._adopt_settings(table.settings)
         if method == "umap" and len(table) >= 4:
-            self._run(lambda progress, cancelled: RegionMap(table, "umap"), self.set_map, f"UMAP of {len(table)} regions")
+            self._run(lambda progress, cancelled: RegionMap(table, "umap", progress=progress, options=self.umap_options),
+                      self.set_map, f"UMAP of {len(table)} regions")
         else:
             self.set_map(RegionMap(table, "pca"))
 

@@ -1,10 +1,12 @@
-"""The region map's plot: the points (one scatter item per colour), the rings that mark the
+"""The region map's plot: the points (one image, ``PointsRaster``), the rings that mark the
 current, similar and selected regions, the lasso/rectangle outline, the legend and the hover card."""
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
+
+from app.gui.region_map_raster import PointsRaster
 
 
 class _Points(pg.ScatterPlotItem):
@@ -62,9 +64,8 @@ class MapPlot(pg.GraphicsLayoutWidget):
         self.setBackground("#1c1c1c")
         self.vb = _MapViewBox(panel)
         self.addItem(self.vb)
-        # One scatter item per colour (a label, a bin): pyqtgraph draws a one-brush item from
-        # arrays, while per-point brushes cost ~2.7 s per redraw at 100k points (measured).
-        self.layers: list[tuple[_Points, np.ndarray]] = []
+        self.points = PointsRaster(size=5)
+        self.vb.addItem(self.points)
         self.marks = {name: _Points(pxMode=True, size=size, pen=pg.mkPen(color, width=width), brush=None)
                       for name, size, color, width in (("selection", 9, "w", 1.2), ("similar", 11, (0, 220, 255), 1.5),
                                                        ("current", 16, (255, 220, 0), 2.5))}
@@ -80,19 +81,11 @@ class MapPlot(pg.GraphicsLayoutWidget):
         self.inset.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
     def draw_points(self, xy, coloring, mode):
-        codes = coloring.codes
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(coloring.colours) + 1))
-        groups = sorted(range(len(coloring.colours)), key=lambda c: bounds[c] - bounds[c + 1])  # big first: small on top
-        while len(self.layers) < len(groups):
-            item = _Points(pxMode=True, size=5, pen=None, hoverable=False)
-            self.vb.addItem(item)
-            self.layers.append((item, np.zeros(0, np.int64)))
-        for n, (item, _) in enumerate(self.layers):
-            rows = order[bounds[groups[n]]:bounds[groups[n] + 1]] if n < len(groups) else np.zeros(0, np.int64)
-            item.setData(x=xy[rows, 0], y=xy[rows, 1], brush=pg.mkBrush(*coloring.colours[groups[n]], 230) if n < len(groups) else None)
-            item.setZValue(n / max(len(groups), 1))
-            self.layers[n] = (item, rows)
+        counts = np.bincount(coloring.codes, minlength=len(coloring.colours))
+        on_top = np.argsort(-counts, kind="stable")  # big groups first: small ones drawn over them
+        rank = np.empty(len(on_top), np.int64)
+        rank[on_top] = np.arange(1, len(on_top) + 1)
+        self.points.set_points(xy, rank[coloring.codes], np.asarray(coloring.colours)[on_top])
         rows = "".join(f"<tr><td style='color: rgb{c}'>&#9679;</td><td>{name}</td><td align='right'>&nbsp;{n}</td></tr>"
                        for name, c, n in coloring.legend)
         rings = ("<span style='color:#ffdc00'>&#9711;</span> current &nbsp;<span style='color:#00dcff'>&#9711;</span> similar "
@@ -102,21 +95,15 @@ class MapPlot(pg.GraphicsLayoutWidget):
 
     def drawn_position(self, i):
         """Where region ``i`` is drawn (tests check that the picture follows the model)."""
-        for item, rows in self.layers:
-            hit = np.flatnonzero(rows == i)
-            if len(hit):
-                x, y = item.getData()
-                return float(x[hit[0]]), float(y[hit[0]])
-        return None
+        return self.points.drawn_position(i) if 0 <= i < len(self.points.xy) else None
 
     def set_outline(self, points):
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         self.outline.setData(pts[:, 0], pts[:, 1])
 
     def fit(self):
-        items = [item for item, rows in self.layers if len(rows)]
-        if items:
-            self.vb.autoRange(items=items, padding=0.05)
+        if len(self.points.xy):
+            self.vb.autoRange(items=[self.points], padding=0.05)
 
     def show_card(self, pixmap, scene_pos):
         """The hover card beside the cursor, kept inside the plot; ``None`` hides it."""

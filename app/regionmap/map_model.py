@@ -30,14 +30,17 @@ def points_in_polygon(xy, polygon) -> np.ndarray:
 
 
 class RegionMap:
-    def __init__(self, table: RegionTable, method="pca", projection=None):
+    def __init__(self, table: RegionTable, method="pca", projection=None, progress=None, options=None):
+        """``options``: the projection's (``make_projection``); ``progress(done, total)``: UMAP's
+        epochs report to it."""
         self.table = table
         self.index = CosineIndex(table.embeddings)
         self.suspects: Suspects | None = None
         self.projection = projection
         if projection is None:
-            self.projection = make_projection(method) if len(table) >= 4 or method == "pca" else PCAProjection()
-            self.xy = self.projection.fit_transform(table.embeddings) if len(table) else np.zeros((0, 2), np.float32)
+            self.projection = make_projection(method, **(options or {})) if len(table) >= 4 or method == "pca" else PCAProjection()
+            self.xy = (self.projection.fit_transform(table.embeddings, progress) if len(table)
+                       else np.zeros((0, 2), np.float32))
         else:
             self.xy = projection.transform(table.embeddings) if len(table) else np.zeros((0, 2), np.float32)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.regionmap.blas import one_blas_thread
+
 
 def inverse_norms(X) -> np.ndarray:
     """1 / ||x|| per row; 0 for a zero row (its cosine with anything is 0)."""
@@ -41,14 +43,15 @@ def principal_cosine(X, inv, dims, chunk=8192) -> np.ndarray:
     than ``dims``, at ``dims / D`` of the cost of every all-pairs product that follows."""
     d = X.shape[1]
     moment = np.zeros((d, d), np.float64)
-    for a in range(0, len(X), chunk):
-        block = X[a:a + chunk] * inv[a:a + chunk, None]
-        moment += block.T.astype(np.float64) @ block
-    _, vectors = np.linalg.eigh(moment)
-    basis = vectors[:, ::-1][:, :dims].astype(np.float32)
-    out = np.empty((len(X), basis.shape[1]), np.float32)
-    for a in range(0, len(X), chunk):
-        out[a:a + chunk] = (X[a:a + chunk] * inv[a:a + chunk, None]) @ basis
+    with one_blas_thread():
+        for a in range(0, len(X), chunk):
+            block = X[a:a + chunk] * inv[a:a + chunk, None]
+            moment += block.T @ block  # a float32 product (a float64 one costs ~10x), summed in float64
+        _, vectors = np.linalg.eigh(moment)
+        basis = vectors[:, ::-1][:, :dims].astype(np.float32)
+        out = np.empty((len(X), basis.shape[1]), np.float32)
+        for a in range(0, len(X), chunk):
+            out[a:a + chunk] = (X[a:a + chunk] * inv[a:a + chunk, None]) @ basis
     out *= inverse_norms(out)[:, None]  # unit rows: their products are the cosines, no scaling pass
     return out
 
@@ -87,7 +90,8 @@ class CosineIndex:
         k = min(k, len(self.X) - 1)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        sims = self.X @ self.X[i]
+        with one_blas_thread():  # memory-bound: a second thread gained nothing on shared cores
+            sims = self.X @ self.X[i]
         sims *= self.inv
         sims *= self.inv[i]
         sims[i] = -np.inf

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.atomic import atomic_write_text
-from app.regionmap.neighbours import CosineIndex, principal_cosine
+from app.regionmap.approx import approximate_all_nearest
+from app.regionmap.neighbours import CosineIndex, inverse_norms
 
 CSV_COLUMNS = ["image", "region_id", "label", "suggested_label", "score"]
 
@@ -51,33 +52,25 @@ def vote(labels, idx, sim, weighted=False) -> Suspects:
     return Suspects(score.astype(np.float32), suggested, order, k)
 
 
-# All-pairs neighbours cost N^2 * D: above this many multiply-adds the vote runs on the
-# embeddings' principal directions (REDUCED_DIMS) instead of all D; 100k x 512 exact takes minutes
-# on a laptop CPU, reduced about 20x less. The Similar strip (one region) stays exact.
+# All-pairs neighbours cost N^2 * D: above this many multiply-adds the vote runs on approximate
+# neighbours (``approx``: candidates from an IVF index on the principal directions, reranked by
+# exact cosine); 100k x 512 exact takes minutes on a laptop CPU. The Similar strip stays exact.
 EXACT_LIMIT = 20_000 ** 2 * 512
-REDUCED_DIMS = 32
 
 
 def find_suspects(table, k=10, weighted=False, index=None, progress=None, cancelled=None, exact=None) -> Suspects | None:
     """Suspects of every region of ``table``; ``None`` if cancelled. ``exact``: True votes on
-    exact cosine neighbours, False on the principal directions, None decides by size."""
-    if index is None:
-        X = np.asarray(table.embeddings, np.float32)
-        n, d = X.shape
-        if exact is None:
-            exact = n * n * d <= EXACT_LIMIT or d <= REDUCED_DIMS
-        if not exact:
-            full = CosineIndex(X)
-            reduced = CosineIndex(principal_cosine(X, full.inv, REDUCED_DIMS), unit=True)
-            # Blocks as large as the full index would use: the reduced rows are small, the
-            # (rows, N) similarity block is what costs memory and per-block overhead.
-            found = reduced.all_nearest(k, progress=progress, cancelled=cancelled, chunk=full.chunk_rows())
-            return None if found is None else vote(table.labels, *found, weighted=weighted)
-        index = CosineIndex(X)
-    found = index.all_nearest(k, progress=progress, cancelled=cancelled)
-    if found is None:
-        return None
-    return vote(table.labels, *found, weighted=weighted)
+    exact cosine neighbours (``index`` if given), False on approximate ones, None decides by size."""
+    X = np.asarray(table.embeddings, np.float32)
+    n, d = X.shape
+    if exact is None:
+        exact = n * n * d <= EXACT_LIMIT
+    if exact:
+        found = (index if index is not None else CosineIndex(X)).all_nearest(k, progress=progress, cancelled=cancelled)
+    else:
+        inv = index.inv if index is not None else inverse_norms(X)
+        found = approximate_all_nearest(X, inv, k, progress=progress, cancelled=cancelled)
+    return None if found is None else vote(table.labels, *found, weighted=weighted)
 
 
 def suspect_rows(table, suspects: Suspects) -> list[list]:

@@ -19,9 +19,12 @@ def table_of(X, labels=None, images=None):
                        labels or ["a"] * n, np.tile([0, 0, 10, 10], (n, 1)), X)
 
 
-def test_pca_matches_svd_of_centred_data():
+@pytest.mark.parametrize("offset", [3.0, 1e4], ids=["near-zero mean", "mean 1e4 x the spread"])
+def test_pca_matches_svd_of_centred_data(offset):
+    # A mean far larger than the spread (ReLU features) must not cost the one-pass Gram matrix
+    # its precision.
     rng = np.random.default_rng(1)
-    X = (rng.standard_normal((500, 12)) * np.linspace(5, 0.1, 12) + 3).astype(np.float32)
+    X = (rng.standard_normal((500, 12)) * np.linspace(5, 0.1, 12) + offset).astype(np.float32)
     proj = PCAProjection(chunk=64).fit(X)  # several chunks: the accumulation is exercised
     got = proj.transform(X)
     centred = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
@@ -170,3 +173,37 @@ def test_principal_directions_keep_the_cosine_neighbours_of_low_rank_embeddings(
     exact_idx, _ = full.all_nearest(5)
     reduced_idx, _ = CosineIndex(Y, unit=True).all_nearest(5)
     np.testing.assert_array_equal(np.sort(reduced_idx, axis=1), np.sort(exact_idx, axis=1))
+
+
+def test_approximate_neighbours_are_reranked_by_exact_cosine():
+    # Clustered embeddings with 12 effective dimensions in 300 (3000 rows: 55 IVF lists, 8 visited):
+    # nearly every true neighbour is found, every returned similarity is the exact cosine in all
+    # 300 dimensions, nearest first, and no row is its own neighbour.
+    from app.regionmap.approx import approximate_all_nearest
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(20, 12)) * 3
+    low = centres[rng.integers(0, 20, 3000)] + rng.normal(size=(3000, 12))
+    X = (low @ rng.normal(size=(12, 300))).astype(np.float32)
+    full = CosineIndex(X)
+    exact_idx, _ = full.all_nearest(5)
+    idx, sim = approximate_all_nearest(X, full.inv, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact_idx, idx)])
+    assert recall >= 0.95, f"recall {recall:.3f}"
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_allclose(sim, np.einsum("ij,ikj->ik", U, U[idx]), atol=1e-5)
+    assert np.all(np.diff(sim, axis=1) <= 0) and not np.any(idx == np.arange(3000)[:, None])
+
+
+def test_the_map_ranks_a_large_table_on_approximate_neighbours(monkeypatch):
+    # The panel's suspects (RegionMap.compute_suspects hands its exact index in) must take the
+    # approximate path above the size limit too, or 100k regions take minutes.
+    from app.regionmap import suspects as mod
+
+    calls = []
+    real = mod.approximate_all_nearest
+    monkeypatch.setattr(mod, "approximate_all_nearest", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    monkeypatch.setattr(mod, "EXACT_LIMIT", 0)
+    X = np.random.default_rng(5).normal(size=(200, 16)).astype(np.float32)
+    found = RegionMap(table_of(X, labels=["a", "b"] * 100)).compute_suspects(5)
+    assert calls == [1] and found.score.shape == (200,)

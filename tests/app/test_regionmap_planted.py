@@ -61,7 +61,7 @@ def recall_at(table, suspects, planted, share=0.10):
     return len(found) / len(planted)
 
 
-@pytest.mark.parametrize("exact", [True, False], ids=["exact", "principal-directions"])
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "approximate"])
 def test_top_tenth_holds_most_flipped_labels(tmp_path, monkeypatch, exact):
     monkeypatch.setenv("ROISCOPE_CACHE_DIR", str(tmp_path / "cache"))
     planted = planted_dataset(tmp_path / "tex", seed=0)

@@ -299,3 +299,42 @@ def test_the_lasso_tool_selects_without_a_modifier_and_pan_mode_does_not(panel, 
     qtbot.mouseClick(panel.tools["lasso"], LEFT)
     drag_path(qtbot, panel, ring, QtCore.Qt.KeyboardModifier.NoModifier)
     assert sorted(panel.selection) == sorted(cats)
+
+
+def image_array(image: QtGui.QImage) -> np.ndarray:
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGBA8888)
+    return np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())[:, :image.width() * 4].reshape(image.height(), image.width(), 4)
+
+
+def test_the_points_image_draws_discs_with_the_top_rank_over_the_others():
+    from app.gui.region_map_raster import PointsRaster
+
+    item = PointsRaster(size=5, alpha=255)
+    red, green, blue = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    # Two points on one pixel (rank 2 must win whatever the order), one apart, one just off the
+    # left edge (its disc's edge shows), one far outside.
+    item.set_points([(10.2, 10.7), (10.5, 10.5), (30, 5), (-1, 20), (500, 500)], [2, 1, 1, 3, 1], [red, green, blue])
+    px = image_array(item.render(QtGui.QTransform(), 40, 25))
+    assert px.shape == (25, 40, 4)
+    assert tuple(px[10, 10, :3]) == green and tuple(px[10, 12, :3]) == green and tuple(px[12, 10, :3]) == green
+    assert px[10, 13, 3] == 0 and px[13, 13, 3] == 0  # outside the 5-px disc: transparent
+    assert tuple(px[5, 30, :3]) == red
+    assert tuple(px[20, 0, :3]) == blue and tuple(px[20, 1, :3]) == blue and px[20, 2, 3] == 0
+    # A view transform (scale 2, shift 4): the point at (3, 2) lands on pixel (10, 8).
+    item.set_points([(3, 2)], [1], [red])
+    px = image_array(item.render(QtGui.QTransform(2, 0, 0, 2, 4, 4), 20, 20))
+    assert tuple(px[8, 10, :3]) == red and px.sum() == 17 * 255 * 2  # the 17 pixels of a 5x5 disc, red + alpha
+
+
+def test_each_point_shows_in_its_label_colour_on_screen(panel, qtbot):
+    panel.set_table(three_clusters())
+    qtbot.wait(20)
+    shot = image_array(panel.plot.viewport().grab().toImage())
+    coloring = panel.map.coloring("label")
+    background = np.array([0x1c] * 3)
+    for i in (0, 25, 50):
+        p = widget_pos(panel, *panel.map.xy[i])
+        want = np.asarray(coloring.colours[coloring.codes[i]], float) * 230 / 255 + background * 25 / 255
+        np.testing.assert_allclose(shot[p.y(), p.x(), :3], want, atol=3)
+    corner = shot[5:30, -30:-5, :3].reshape(-1, 3)  # nothing drawn at the top right: background only
+    assert np.all(corner == background)
