@@ -125,14 +125,36 @@ def _sparse_table(features, index, levels_h, levels_w):
     return tf.reshape(th_v, full), (tf.reshape(th_i, full) if th_i is not None else None)
 
 
+def _crop_to_bins(features, hs, he, ws, we):
+    """The features cropped to the rows and columns the bins span, with bin edges in the crop
+    (a drag's single box on a large map builds its sparse tables on its own cells). At least
+    one cell, so that no box still gives a valid (empty) crop."""
+    def span(lo, hi, size):
+        start = tf.minimum(tf.reduce_min(tf.concat([[size], tf.reshape(lo, [-1])], 0)), size - 1)
+        stop = tf.maximum(tf.reduce_max(tf.concat([[0], tf.reshape(hi, [-1])], 0)), start + 1)
+        return start, stop
+
+    shape = tf.shape(features)
+    y0, y1 = span(hs, he, shape[1])
+    x0, x1 = span(ws, we, shape[2])
+    cropped = features[:, y0:y1, x0:x1, :]
+    return cropped, (y0, hs - y0, he - y0), (x0, ws - x0, we - x0)
+
+
 def _pool_lookups(features, boxes, ph, pw, scale, with_index, levels=None):
     """The four block lookups of every bin, as flat table rows, plus the empty-bin mask.
 
     ``levels``: static ``(levels_h, levels_w)`` (Python ints) or None to build only the levels
     the bins need (a data-dependent count)."""
     fshape = tf.shape(features)
+    full_width = fshape[2]
+    b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, fshape[1], fshape[2])
+    y0, x0 = tf.constant(0), tf.constant(0)
+    if levels is None and not _in_xla_context():  # the general path (XLA needs static shapes):
+        # tables of the cells some bin covers, not of the whole map
+        features, (y0, hs, he), (x0, ws, we) = _crop_to_bins(features, hs, he, ws, we)
+        fshape = tf.shape(features)
     n_img, height, width, channels = fshape[0], fshape[1], fshape[2], fshape[3]
-    b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
     len_h, len_w = he - hs, we - ws  # (K, ph), (K, pw)
     if levels is None:
         levels_h = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_h, [-1])], 0)), features.shape[1])
@@ -140,8 +162,8 @@ def _pool_lookups(features, boxes, ph, pw, scale, with_index, levels=None):
     else:
         levels_h, levels_w = levels
     index = None
-    if with_index:
-        spatial = tf.range(height * width, dtype=tf.int32)
+    if with_index:  # flat h * W + w of the whole map
+        spatial = (tf.range(height)[:, None] + y0) * full_width + tf.range(width)[None, :] + x0
         index = tf.broadcast_to(tf.reshape(spatial, [1, height, width, 1]), fshape)
     table_v, table_i = _sparse_table(features, index, levels_h, levels_w)
     flat_v = tf.reshape(table_v, [-1, channels])

@@ -20,14 +20,31 @@ def test_roi_pool_gradient_goes_to_the_first_argmax():
     boxes = np.array([[0, 0, 0, 8, 8], [1, 2, 1, 9, 7], [0, -3, -3, 4, 2], [1, 20, 20, 30, 30], [0, 3, 3, 3, 3]], np.float32)
     upstream = rng.normal(size=(5, 3, 2, 3)).astype(np.float32)
     got = _grad(lambda x: roi_pool(x, boxes, (3, 2)), feats, upstream)
-    _, argmax = roi_pool_ref(feats, boxes, (3, 2), return_argmax=True)
+    np.testing.assert_allclose(got, _first_argmax_gradient(feats, boxes, (3, 2), upstream), atol=1e-6)
+
+
+def _first_argmax_gradient(feats, boxes, size, upstream):
+    _, argmax = roi_pool_ref(feats, boxes, size, return_argmax=True)
     want = np.zeros_like(feats)
     w = feats.shape[2]
     for k, p, q, c in np.ndindex(argmax.shape):
         a = argmax[k, p, q, c]
         if a >= 0:
             want[int(boxes[k, 0]), a // w, a % w, c] += upstream[k, p, q, c]
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    return want
+
+
+def test_roi_pool_of_a_few_boxes_far_from_the_origin():
+    # The general path builds its tables on the cells the bins span only: outputs and argmax
+    # indices must still be those of the whole map (each box alone, then two far apart).
+    rng = np.random.default_rng(3)
+    feats = np.maximum(rng.integers(-3, 4, size=(2, 23, 31, 2)), 0).astype(np.float32)
+    for boxes in ([[1, 17, 9, 25, 20]], [[0, 29, 21, 40, 40]], [[0, 3, 2, 6, 4], [1, 26, 15, 30, 22]]):
+        boxes = np.array(boxes, np.float32)
+        upstream = rng.normal(size=(len(boxes), 3, 3, 2)).astype(np.float32)
+        np.testing.assert_array_equal(roi_pool(feats, boxes, 3).numpy(), roi_pool_ref(feats, boxes, 3))
+        got = _grad(lambda x: roi_pool(x, boxes, 3), feats, upstream)  # noqa: B023
+        np.testing.assert_allclose(got, _first_argmax_gradient(feats, boxes, 3, upstream), atol=1e-6)
 
 
 def test_roi_align_gradient_matches_finite_differences():
