@@ -236,13 +236,13 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     left = tf.minimum(ws, width - 1)[:, None, :]
     right = tf.clip_by_value(we - tf.bitwise.left_shift(1, c), 0, width - 1)[:, None, :]
     base = ((c * n_img + b[:, None]) * height)[:, None, :]  # (K, 1, pw)
-    # Rows past a bin's end read its last row again: max is idempotent, so no mask is needed,
-    # and the repeated loads hit the cache (only the bin's own rows come from memory).
-    last = tf.maximum(he - 1, 0)
     out = None
+    # Rows past a bin's end are masked to -inf. (Re-reading the bin's last row instead, which
+    # needs no mask, measured 20-30% slower: XLA's loop then loads from data-dependent rows.)
     for i in range(max_rows):
-        row = (base + tf.minimum(hs + i, last)[:, :, None]) * width  # (K, ph, pw)
+        row = (base + tf.minimum(hs + i, height - 1)[:, :, None]) * width  # (K, ph, pw)
         best = tf.maximum(tf.gather(flat, row + left), tf.gather(flat, row + right))
+        best = tf.where((i < len_h)[:, :, None, None], best, -np.inf)
         out = best if out is None else tf.maximum(out, best)
     empty = (len_h[:, :, None] <= 0) | (len_w[:, None, :] <= 0)
     return tf.where(empty[..., None], 0.0, out)
