@@ -221,6 +221,27 @@ def _pool_argmax_impl(features, boxes, ph, pw, scale, levels=None):
     return tf.where(no_winner, -tf.ones_like(best_i), best_i), b
 
 
+def _row_window_maxima(features, count):
+    """The 1-D sparse table along W in one pass, for a static width: level j holds the maximum
+    of the 2**j cells from each cell rightwards, clipped at the map's edge (the same values as
+    ``_levels_along``). Each level reads the features directly, so XLA fuses the whole table
+    into one loop that writes it once, instead of one materialized map per level."""
+    width = features.shape[2]
+    if width is None:
+        return _levels_along(features, None, axis=2, count=count)[0]
+    span = 1 << (count - 1)
+    edge = tf.repeat(features[:, :, -1:], span - 1, axis=2)  # repeating the last cell: max unchanged
+    padded = tf.concat([features, edge], axis=2)
+    shifted = [padded[:, :, d : d + width] for d in range(span)]
+    levels = [features]
+    for j in range(1, count):
+        level = levels[-1]
+        for d in range(1 << (j - 1), 1 << j):
+            level = tf.maximum(level, shifted[d])
+        levels.append(level)
+    return tf.stack(levels)
+
+
 def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     """Forward RoIPool for bins of at most ``max_rows`` rows, ``bounds = (max_rows, levels_w)``:
     a 1-D sparse table along W answers each row of a bin with two lookups, and the bin's rows
@@ -231,14 +252,15 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     n_img, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
     len_h, len_w = he - hs, we - ws
-    features = _as_torchvision_sees(features)  # fused into the table's first level
-    table, _ = _levels_along(features, None, axis=2, count=levels_w)  # (Lw, B, H, W, C)
+    table = _row_window_maxima(_as_torchvision_sees(features), levels_w)  # (Lw, B, H, W, C)
     flat = tf.reshape(table, [-1, channels])
     c = _floor_log2(tf.maximum(len_w, 1))  # (K, pw)
     left = tf.minimum(ws, width - 1)[:, None, :]
     right = tf.clip_by_value(we - tf.bitwise.left_shift(1, c), 0, width - 1)[:, None, :]
     base = ((c * n_img + b[:, None]) * height)[:, None, :]  # (K, 1, pw)
     out = None
+    # Rows past a bin's end are masked to -inf. (Re-reading the bin's last row instead, which
+    # needs no mask, measured 20-30% slower: XLA's loop then loads from data-dependent rows.)
     for i in range(max_rows):
         row = (base + tf.minimum(hs + i, height - 1)[:, :, None]) * width  # (K, ph, pw)
         best = tf.maximum(tf.gather(flat, row + left), tf.gather(flat, row + right))

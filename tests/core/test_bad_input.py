@@ -75,10 +75,12 @@ def test_float64_features_beyond_float32_are_refused():
 
 
 def test_eager_calls_with_new_shapes_do_not_warn_about_retracing(capfd, caplog):
+    # TensorFlow warns once a function traces 5 times within 10 calls: 6 map sizes trace each
+    # operator's graph 6 times (every size compiles new kernels, so more sizes only cost time).
     rng = np.random.default_rng(6)
     for compiled in (False, True):
         with eager_compiled(compiled):
-            for i, (h, w) in enumerate([(10, 12), (13, 9), (20, 17), (8, 30), (25, 25), (11, 14), (16, 16), (19, 21)]):
+            for i, (h, w) in enumerate([(10, 12), (13, 9), (20, 17), (8, 30), (25, 25), (11, 14)]):
                 feats = rng.normal(size=(1, h, w, 3)).astype(np.float32)
                 boxes = np.array([[0, 1, 1, 5, 6]] * (i + 1), np.float32)
                 roi_pool(feats, boxes, 3)
