@@ -58,6 +58,12 @@ class _MapViewBox(pg.ViewBox):
             super().mouseClickEvent(ev)
 
 
+def marker_size(n: int) -> int:
+    """Markers shrink as points crowd: a folder's few boxes must be easy to see and hit, 100k
+    points must not merge into one blot."""
+    return 9 if n <= 2_000 else 7 if n <= 20_000 else 5
+
+
 class MapPlot(pg.GraphicsLayoutWidget):
     def __init__(self, panel, parent=None):
         super().__init__(parent)
@@ -81,6 +87,7 @@ class MapPlot(pg.GraphicsLayoutWidget):
         self.inset.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
     def draw_points(self, xy, coloring, mode):
+        self.points.set_size(marker_size(len(xy)))
         counts = np.bincount(coloring.codes, minlength=len(coloring.colours))
         on_top = np.argsort(-counts, kind="stable")  # big groups first: small ones drawn over them
         rank = np.empty(len(on_top), np.int64)

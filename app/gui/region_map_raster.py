@@ -13,13 +13,19 @@ from PySide6 import QtCore, QtGui
 class PointsRaster(pg.GraphicsObject):
     def __init__(self, size=5, alpha=230):
         super().__init__()
-        self.radius = size // 2
         self.alpha = alpha
-        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        self.set_size(size)
         self.xy = np.zeros((0, 2), np.float32)
         self.rank = np.zeros(0, np.uint16)
         self.lut = np.zeros(1, np.uint32)
         self._key = self._image = self._pixels = None
+
+    def set_size(self, size):
+        """The markers' diameter in screen pixels (odd)."""
+        self.radius = size // 2
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        self._key = None
+        self.update()
 
     def set_points(self, xy, rank, colours):
         """``xy`` (N, 2) view coordinates; ``rank`` (N,) 1..M, a higher rank drawn on top where

@@ -338,3 +338,19 @@ def test_each_point_shows_in_its_label_colour_on_screen(panel, qtbot):
         np.testing.assert_allclose(shot[p.y(), p.x(), :3], want, atol=3)
     corner = shot[5:30, -30:-5, :3].reshape(-1, 3)  # nothing drawn at the top right: background only
     assert np.all(corner == background)
+
+
+def test_markers_are_bigger_when_the_map_has_few_points(panel, qtbot):
+    from app.gui.region_map_plot import marker_size
+    from app.gui.region_map_raster import PointsRaster
+
+    item = PointsRaster(size=marker_size(7), alpha=255)
+    item.set_points([(20, 20)], [1], [(255, 0, 0)])
+    few = (image_array(item.render(QtGui.QTransform(), 40, 40))[..., 3] > 0).sum()
+    item.set_size(marker_size(100_000))
+    crowded = (image_array(item.render(QtGui.QTransform(), 40, 40))[..., 3] > 0).sum()
+    assert crowded == 17 and few > 3 * crowded  # a 5-px disc; a folder's few boxes get ~9 px
+    table = three_clusters()
+    panel.set_table(table)
+    qtbot.wait(20)
+    assert panel.plot.points.radius == marker_size(len(table.labels)) // 2 > marker_size(100_000) // 2
