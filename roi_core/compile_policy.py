@@ -2,6 +2,7 @@
 keep the number of compiled shapes small. Every choice ends up in one ``Plan``."""
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -120,6 +121,25 @@ class EagerGraphs:
 
     def _trace(self, ph, pw, plan, static):
         core = self.core
-        return tf.function(
-            lambda f, b, s: core(f, b, ph, pw, s, plan=plan, **static), input_signature=_ANY_SHAPE, autograph=False
-        )
+
+        def eager_call(f, b, s):
+            return core(f, b, ph, pw, s, plan=plan, **static)
+
+        return tf.function(eager_call, input_signature=_ANY_SHAPE, autograph=False)
+
+
+class _OwnRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about the operators' own
+    eager graphs only. A compiled plan's graph is made per feature-map shape (the kernel bounds
+    follow it) and traced once, but TensorFlow counts those first traces as retracing of one
+    function, which is not the caller's mistake the warning is about; a warning about any other
+    function still gets through."""
+
+    own = f"{EagerGraphs.__qualname__}._trace.<locals>.eager_call"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "triggered tf.function retracing" not in message or self.own not in message
+
+
+tf.get_logger().addFilter(_OwnRetracingFilter())
