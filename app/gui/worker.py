@@ -58,7 +58,6 @@ class _Job(QtCore.QRunnable):
             message = str(exc) or traceback.format_exc(limit=1)
             _emit(self.signals.failed, self.job_id, str(self.path), message)
 
-
     def _warm(self, feats, settings_list):
         # Compiled kernels are built per feature shape and per box-count bucket.
         for settings in settings_list:
@@ -85,7 +84,7 @@ class FeatureService(QtCore.QObject):
         self.signals.features_ready.connect(self._features_ready)
         self.signals.failed.connect(self._failed)
         self._job = None
-        self._warming = None
+        self._latest = None  # the last job started: once its maps are out it may still be warming ops
         self._next_id = 0
 
     def request(self, path, extractor, layer, want_image=True, warm=(), counts=(1,), shown=None):
@@ -94,12 +93,10 @@ class FeatureService(QtCore.QObject):
         so that their first use on the GUI thread does not stop to compile; the first ``shown``
         of them (default: all) before the features are handed over, the rest after."""
         self.cancel()
-        if self._warming is not None:  # a finished job still warming the menu's other ops
-            self._warming.cancelled = True
         key = (str(path), extractor, layer)
         self._next_id += 1
         job = _Job(self._next_id, path, extractor, layer, want_image, self.signals, self.registry, warm, counts, shown)
-        self._warming = job
+        self._latest = job
         if key in self.cache and not want_image:
             self.features_ready.emit(key, self.cache[key])
             return
@@ -108,6 +105,8 @@ class FeatureService(QtCore.QObject):
         self.pool.start(job)
 
     def cancel(self):
+        if self._latest is not None:  # also stops a finished job's warm-up of the menu's other ops
+            self._latest.cancelled = True
         if self._job is not None:
             self._job.cancelled = True
             self._job = None
