@@ -136,6 +136,14 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(img if turn is None else turn(img))
 
 
+def _checked_header(path, data: bytes | None = None) -> ImageInfo | None:
+    """``probe``, with the pixel limit checked before anything is decoded."""
+    info = probe(path, data)
+    if info is not None:
+        check_pixel_limit(path, info)
+    return info
+
+
 def load_image(path) -> tuple[np.ndarray, ImageInfo]:
     """(RGB uint8 (H, W, 3) as displayed, header info). EXIF orientation applied; 16-bit scaled;
     gray/RGBA converted; the pixel limit checked from the header before decoding."""
@@ -145,9 +153,7 @@ def load_image(path) -> tuple[np.ndarray, ImageInfo]:
     try:
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path}: the file is empty")
-        info = probe(path)
-        if info is not None:
-            check_pixel_limit(path, info)
+        info = _checked_header(path)
         data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile copes with non-ASCII paths
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from exc
@@ -159,9 +165,7 @@ def decode_image_bytes(data: bytes, name) -> tuple[np.ndarray, ImageInfo]:
     is what messages name. Same orientation, pixel limit and errors."""
     if not data:
         raise ImageReadError(f"{name}: the file is empty")
-    info = probe(name, data)
-    if info is not None:
-        check_pixel_limit(name, info)
+    info = _checked_header(name, data)
     return _decode(name, np.frombuffer(data, np.uint8), info)
 
 
