@@ -57,12 +57,9 @@ def principal_cosine(X, inv, dims, chunk=8192) -> np.ndarray:
 
 
 class CosineIndex:
-    def __init__(self, embeddings, inv_norms=None, unit=False):
-        """``unit``: the rows are known to have length 1 (or 0): skip the two scaling passes
-        over every (rows, N) block, which cost as much as the product at small D."""
+    def __init__(self, embeddings, inv_norms=None):
         self.X = np.asarray(embeddings, np.float32)
         self.inv = inverse_norms(self.X) if inv_norms is None else inv_norms
-        self.unit = unit
 
     def __len__(self):
         return len(self.X)
@@ -79,9 +76,8 @@ class CosineIndex:
     def similarities(self, a, b) -> np.ndarray:
         """(b - a, N) cosine similarities of rows a..b with every row."""
         sims = self.X[a:b] @ self.X.T
-        if not self.unit:
-            sims *= self.inv[a:b, None]
-            sims *= self.inv[None, :]
+        sims *= self.inv[a:b, None]
+        sims *= self.inv[None, :]
         return sims
 
     def nearest(self, i, k=10) -> tuple[np.ndarray, np.ndarray]:

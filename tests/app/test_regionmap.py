@@ -171,7 +171,7 @@ def test_principal_directions_keep_the_cosine_neighbours_of_low_rank_embeddings(
     Y = principal_cosine(X, full.inv, 32)
     assert Y.shape == (400, 32) and np.allclose(np.linalg.norm(Y, axis=1), 1, atol=1e-5)
     exact_idx, _ = full.all_nearest(5)
-    reduced_idx, _ = CosineIndex(Y, unit=True).all_nearest(5)
+    reduced_idx, _ = CosineIndex(Y).all_nearest(5)
     np.testing.assert_array_equal(np.sort(reduced_idx, axis=1), np.sort(exact_idx, axis=1))
 
 
