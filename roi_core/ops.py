@@ -10,7 +10,8 @@ Conventions shared by every operator:
 * Every call mode gives the same numbers: eager, ``tf.function`` and ``jit_compile=True``.
 
 This module validates, picks a ``compile_policy.Plan`` and hands over to the kernels. Eager
-calls run as one graph (a ``tf.function`` with relaxed shapes) instead of hundreds of eager ops.
+calls run as one graph (``compile_policy.EagerGraphs``: traced once for any shape) instead of
+hundreds of eager ops.
 """
 from __future__ import annotations
 
