@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -13,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from roi_core import roi_align, roi_pool
+from tests.bench.fresh import json_from_fresh_process
 from tests.bench.memory import peak_rss_during
 from tests.bench.tutorial_baseline import tutorial_roi_pool
 
@@ -83,9 +82,7 @@ def warm_buffer_ms(name):
     freed buffers (TF_CPU_ALLOCATOR_USE_BFC): no call pays for fresh pages, so the ratios there
     compare the computation alone. The first floor is kept as it is (it is what a caller sees
     with the default allocator); this second floor is reported beside it."""
-    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "tests.bench.core_bench", "--warm", name], env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_from_fresh_process("tests.bench.core_bench", "--warm", name, TF_CPU_ALLOCATOR_USE_BFC="true")
 
 
 def _warm_probe(name):
@@ -99,11 +96,7 @@ def _warm_probe(name):
 def first_call_latency_ms():
     """Eager latency in a fresh process: the first pooled grid (one box), a new image size, and
     the n-th box on the same map, as the GUI meets them."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.core_bench", "--latency"],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_from_fresh_process("tests.bench.core_bench", "--latency")
 
 
 def _latency_probe():
@@ -137,9 +130,7 @@ def peak_memory_mb(name):
     where glibc maps every buffer over 64 KiB on its own and unmaps it when freed (a fixed
     MALLOC_MMAP_THRESHOLD_): resident memory then follows the live buffers, instead of
     staying flat while the heap reuses freed pages."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "tests.bench.core_bench", name], env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_from_fresh_process("tests.bench.core_bench", name, MALLOC_MMAP_THRESHOLD_="65536")
 
 
 def run():

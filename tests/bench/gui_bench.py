@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +34,9 @@ def _app_and_wait():
 def first_grid_in_fresh_process():
     """The first pooled grid's latency in a process that has pooled nothing yet, as a user
     meets it after starting the app (see ``_first_grid_probe``)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.gui_bench", "--first-grid"],
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from tests.bench.fresh import json_from_fresh_process
+
+    return json_from_fresh_process("tests.bench.gui_bench", "--first-grid")
 
 
 def _first_grid_probe():
