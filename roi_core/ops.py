@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import compile_policy
+from . import _cpu_path, compile_policy
 from ._align_core import roi_align_core
 from ._multi_scale import box_levels, infer_scale, level_range
 from ._pool_kernels import roi_pool_core
@@ -46,11 +46,16 @@ def _prepare(features, boxes, output_size, spatial_scale):
     return features, boxes, ph, pw, scale
 
 
-def _run(core, graph, features, boxes, ph, pw, scale, plan, **static):
+def _run(core, graph, features, boxes, ph, pw, scale, plan, direct=None, **static):
     """Eagerly: the core as one graph for any shape, the scale as a tensor (new scales reuse
-    the trace)."""
+    the trace); a large call on the CPU takes the ``direct`` loop (``_cpu_path``) instead of
+    compiled kernels, when Numba is installed."""
     if tf.executing_eagerly():
-        return graph(features, boxes, ph, pw, tf.constant(scale, tf.float32), plan=plan, **static)
+        scale_t = tf.constant(scale, tf.float32)
+        graph_call = lambda f: graph(f, boxes, ph, pw, scale_t, plan=plan, **static)  # noqa: E731
+        if direct and plan.compiled and _cpu_path.available(features):
+            return _cpu_path.run(direct, features, boxes, ph, pw, scale, graph_call, **static)
+        return graph_call(features)
     return core(features, boxes, ph, pw, scale, plan=plan, **static)
 
 
@@ -72,7 +77,7 @@ def roi_pool(features, boxes, output_size, spatial_scale=1.0):
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.pool_bounds)
-    return _run(roi_pool_core, _roi_pool_graph, features, boxes, ph, pw, scale, plan)
+    return _run(roi_pool_core, _roi_pool_graph, features, boxes, ph, pw, scale, plan, direct="pool")
 
 
 def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
@@ -98,7 +103,7 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
     plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.align_bounds)
     static = dict(sampling_ratio=sampling_ratio, aligned=bool(aligned))
-    return _run(roi_align_core, _roi_align_graph, features, boxes, ph, pw, scale, plan, **static)
+    return _run(roi_align_core, _roi_align_graph, features, boxes, ph, pw, scale, plan, direct="align", **static)
 
 
 def _channel_groups(features, ph, pw):

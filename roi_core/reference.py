@@ -66,6 +66,16 @@ def _bilinear_taps(y, x, height, width):
     return [(y_low, x_low, hy * hx), (y_low, x_high, hy * lx), (y_high, x_low, ly * hx), (y_high, x_high, ly * lx)]
 
 
+def _bilinear(image, y, x, height, width, channels=slice(None)):
+    """One sample's value: torchvision's ``w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4``, summed left
+    to right before it is added to the bin; None when the sample is outside the map."""
+    taps = _bilinear_taps(F32(y), F32(x), height, width)
+    if not taps:
+        return None
+    (h1, w1, a), (h2, w2, b), (h3, w3, c), (h4, w4, d) = taps
+    return a * image[h1, w1, channels] + b * image[h2, w2, channels] + c * image[h3, w3, channels] + d * image[h4, w4, channels]
+
+
 def roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     feats, boxes, ph, pw = _inputs(features, boxes, output_size)
     _, height, width, channels = feats.shape
@@ -78,8 +88,9 @@ def roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_rati
                 acc = np.zeros(channels, dtype=F32)
                 for y in ys[p]:
                     for x in xs[q]:
-                        for h, w, wt in _bilinear_taps(F32(y), F32(x), height, width):
-                            acc += wt * feats[b, h, w]
+                        value = _bilinear(feats[b], y, x, height, width)
+                        if value is not None:
+                            acc += value
                 out[k, p, q] = acc / F32(count)
     return out
 
@@ -127,8 +138,9 @@ def ps_roi_align_ref(features, boxes, output_size, spatial_scale=1.0, sampling_r
                 acc = np.zeros(c_out, dtype=F32)
                 for y in ys[p]:
                     for x in xs[q]:
-                        for h, w, wt in _bilinear_taps(F32(y), F32(x), height, width):
-                            acc += wt * feats[b, h, w, chans]
+                        value = _bilinear(feats[b], y, x, height, width, chans)
+                        if value is not None:
+                            acc += value
                 out[k, p, q] = acc / F32(count)
     return out
 

@@ -1,30 +1,33 @@
 """Run the operators in each call mode: eager (uncompiled paths), large eager (the compiled
-kernels an eager call takes above EAGER_COMPILE_MIN_OUTPUTS), tf.function and jit_compile."""
+kernels an eager call takes above EAGER_COMPILE_MIN_OUTPUTS), direct (the Numba loops a large
+eager call on the CPU takes instead, see roi_core/_cpu_path.py), tf.function and jit_compile."""
 from contextlib import contextmanager
 
 import tensorflow as tf
 
-from roi_core import compile_policy
+from roi_core import _cpu_path, compile_policy
 
-MODES = ("eager", "large_eager", "tf_function", "jit")
+MODES = ("eager", "large_eager", "direct", "tf_function", "jit")
 
 
 @contextmanager
-def eager_compiled(compiled):
+def eager_compiled(compiled, direct=False):
     """Small eager calls normally skip the compiled kernels (see EAGER_COMPILE_MIN_OUTPUTS);
-    tests run them both ways."""
-    saved = compile_policy.EAGER_COMPILE_MIN_OUTPUTS
+    tests run them both ways. ``direct``: large calls take the Numba loops, not the graph
+    kernels."""
+    saved = compile_policy.EAGER_COMPILE_MIN_OUTPUTS, _cpu_path.ENABLED
     compile_policy.EAGER_COMPILE_MIN_OUTPUTS = 0 if compiled else 1 << 62
+    _cpu_path.ENABLED = direct
     try:
         yield
     finally:
-        compile_policy.EAGER_COMPILE_MIN_OUTPUTS = saved
+        compile_policy.EAGER_COMPILE_MIN_OUTPUTS, _cpu_path.ENABLED = saved
 
 
 def run_in_mode(mode, fn, *args):
     """``fn(*args)`` (tensors in, one tensor out) in the given call mode, as a NumPy array."""
-    if mode in ("eager", "large_eager"):
-        with eager_compiled(mode == "large_eager"):
+    if mode in ("eager", "large_eager", "direct"):
+        with eager_compiled(mode != "eager", direct=mode == "direct"):
             return fn(*args).numpy()
     return tf.function(fn, jit_compile=(mode == "jit"))(*args).numpy()
 

@@ -1,0 +1,103 @@
+"""Large eager calls on the CPU: Numba's direct loops (``_cpu_kernels``) instead of the graph
+kernels, when Numba is installed.
+
+The loops read features in place (``np.asarray`` of a CPU tensor is a view) and write the
+output once, into a buffer that TensorFlow then takes over without a copy (DLPack). Bin edges
+and sample grids are the graph code's own, so every path pools the same cells and samples.
+The gradient is the graph kernels' (a custom gradient recomputes the forward there), so
+training sees exactly the gradients of the other call modes.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from ._align_kernels import align_geometry
+from ._pool_kernels import pool_bins
+
+try:
+    from . import _cpu_kernels
+except ImportError:  # Numba is optional: without it the graph kernels serve every call
+    _cpu_kernels = None
+
+# Numba's default thread pool runs one parallel loop at a time (a second caller thread would
+# abort the process), and the GUI pools from its worker while an export may run.
+_LOCK = threading.Lock()
+
+# The direct RoIAlign loop visits every sample: above this many samples per bin (a box many
+# times the map with an adaptive grid) the graph kernels, whose cost follows the cells, serve.
+MAX_SAMPLES_PER_BIN = 1024
+
+_ALIGN = 64  # bytes: TensorFlow's allocator alignment, kept so the DLPack import is a view
+
+
+# Tests switch the direct loops off to check the graph kernels an eager call takes without them.
+ENABLED = True
+
+
+def available(features) -> bool:
+    return ENABLED and _cpu_kernels is not None and tf.executing_eagerly() and "CPU" in features.device
+
+
+def _output_buffer(shape):
+    """An uninitialised float32 array starting on an ``_ALIGN``-byte boundary."""
+    n = int(np.prod(shape))
+    raw = np.empty(n + _ALIGN // 4, np.float32)
+    skip = (-raw.ctypes.data % _ALIGN) // 4
+    return raw[skip : skip + n].reshape(shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _geometry_graph(op, ph, pw, static):
+    """The bin edges (roi_pool) or sample grids (roi_align) as one graph for any box count."""
+    kwargs = dict(static)
+    if op == "pool":
+        fn = lambda bx, s, h, w: pool_bins(bx, ph, pw, s, h, w)  # noqa: E731
+    else:
+        fn = lambda bx, s, h, w: align_geometry(bx, ph, pw, s, kwargs["sampling_ratio"], kwargs["aligned"])  # noqa: E731
+    spec = (tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
+    return tf.function(fn, input_signature=spec, autograph=False)
+
+
+def _forward(op, features, boxes, ph, pw, scale, static):
+    """The direct loop's output, or None where the graph kernels must serve (huge grids)."""
+    feats = np.asarray(features)
+    _, height, width, channels = feats.shape
+    geometry = _geometry_graph(op, ph, pw, tuple(sorted(static.items())))(boxes, tf.constant(scale, tf.float32), height, width)
+    geometry = [np.asarray(g) for g in geometry]
+    out = _output_buffer((boxes.shape[0], ph, pw, channels))
+    if op == "pool":
+        b, hs, he, ws, we = geometry
+        with _LOCK:
+            _cpu_kernels.pool_forward(feats, b, hs, he, ws, we, out)
+    else:
+        start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
+        if grid_h.size and int((grid_h.astype(np.int64) * grid_w).max()) > MAX_SAMPLES_PER_BIN:
+            return None
+        b = np.asarray(boxes)[:, 0].astype(np.int32)
+        with _LOCK:
+            _cpu_kernels.align_forward(feats, b, start_h, start_w, bin_h, bin_w, grid_h, grid_w, out)
+    return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
+
+
+def run(op, features, boxes, ph, pw, scale, graph_call, **static):
+    """``op`` ("pool" or "align") by the direct loop, with ``graph_call(features)`` (the graph
+    kernels on the same boxes) for the gradient and for what the loop does not serve."""
+    out = _forward(op, features, boxes, ph, pw, scale, static)
+    if out is None:
+        return graph_call(features)
+
+    @tf.custom_gradient
+    def direct(feats):
+        def grad(upstream):
+            with tf.GradientTape() as tape:
+                tape.watch(feats)
+                again = graph_call(feats)
+            return tape.gradient(again, feats, output_gradients=upstream)
+
+        return out, grad
+
+    return direct(features)

@@ -1,0 +1,142 @@
+"""The Numba loops that large eager calls take on the CPU (roi_core/_cpu_path.py): equal to the
+NumPy reference (torchvision's loops) bit for bit, the graph kernels' gradients, the graph
+kernels where a grid would be too large, and safe from two threads at once."""
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from roi_core import _cpu_kernels, _cpu_path, roi_align, roi_pool
+from roi_core.reference import roi_align_ref, roi_pool_ref
+from tests.core.compile_modes import eager_compiled
+
+
+def _case(seed, k=48, channels=5):
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(2, 9, 11, channels)).astype(np.float32)
+    boxes = np.c_[rng.integers(0, 2, k), rng.uniform(-6, 15, (k, 4))].astype(np.float32)
+    # the issue's edge cases: samples exactly on the right/bottom edge, rounding-sensitive starts
+    edges = [[1, 8, 5, 10, 6], [0, 5, 3, 12, 9], [0, 32, 20, 40, 24], [1, 0, 0, 0, 0], [0, 11, 9, 11, 9]]
+    return feats, np.r_[boxes, np.array(edges, np.float32)]
+
+
+@pytest.mark.parametrize("sampling_ratio,aligned", [(-1, False), (-1, True), (1, False), (2, True), (3, False)])
+@pytest.mark.parametrize("scale", [1.0, 0.25, 0.3])
+def test_direct_roi_align_equals_torchvision_loops_bit_for_bit(sampling_ratio, aligned, scale):
+    feats, boxes = _case(1)
+    with eager_compiled(True, direct=True):
+        got = roi_align(feats, boxes, (7, 5), scale, sampling_ratio, aligned).numpy()
+    np.testing.assert_array_equal(got, roi_align_ref(feats, boxes, (7, 5), scale, sampling_ratio, aligned))
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.3])
+def test_direct_roi_pool_equals_torchvision_loops_bit_for_bit(scale):
+    feats, boxes = _case(2)
+    feats[0, 2:5, 3:6, 0] = np.nan  # ignored by the strict >
+    feats[1, :, :, 1] = -np.inf  # an all -inf bin stays at -FLT_MAX
+    feats[0, 4, 4, 2] = np.inf
+    with eager_compiled(True, direct=True):
+        got = roi_pool(feats, boxes, (3, 4), scale).numpy()
+    np.testing.assert_array_equal(got, roi_pool_ref(feats, boxes, (3, 4), scale))
+    assert np.any(got == -np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("op", ["pool", "align"])
+def test_direct_gradient_is_the_graph_kernels(op):
+    feats, boxes = _case(3)
+    call = {"pool": lambda x: roi_pool(x, boxes, 4, 0.5), "align": lambda x: roi_align(x, boxes, 4, 0.5, -1, False)}[op]
+    upstream = tf.constant(np.random.default_rng(4).normal(size=(len(boxes), 4, 4, 5)).astype(np.float32))
+    grads = []
+    for direct in (True, False):
+        x = tf.constant(feats)
+        with eager_compiled(True, direct=direct), tf.GradientTape() as tape:
+            tape.watch(x)
+            out = call(x)
+        grads.append(tape.gradient(out, x, output_gradients=upstream).numpy())
+    assert np.abs(grads[0]).sum() > 0
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def _count_calls(monkeypatch, name):
+    calls = []
+    real = getattr(_cpu_kernels, name)
+    monkeypatch.setattr(_cpu_kernels, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_huge_adaptive_grids_take_the_graph_kernels(monkeypatch):
+    """A box thousands of cells wide has millions of samples per bin: the direct loop would
+    visit each; the graph kernels' cost follows the cells."""
+    calls = _count_calls(monkeypatch, "align_forward")
+    feats = np.random.default_rng(5).normal(size=(1, 6, 7, 3)).astype(np.float32)
+    small = np.array([[0, 1, 1, 5, 4]], np.float32)
+    huge = np.array([[0, -1e5, -1e5, 1e5, 1e5]], np.float32)
+    with eager_compiled(True, direct=True):
+        roi_align(feats, small, 2)
+        assert len(calls) == 1
+        got = roi_align(feats, huge, 2).numpy()
+    assert len(calls) == 1  # not called again
+    with eager_compiled(True, direct=False):
+        np.testing.assert_array_equal(got, roi_align(feats, huge, 2).numpy())
+
+
+def test_small_calls_and_graphs_do_not_take_the_direct_loops(monkeypatch):
+    calls = _count_calls(monkeypatch, "pool_forward")
+    feats, boxes = _case(6)
+    roi_pool(feats, boxes, 2)  # few outputs: the uncompiled graph path (instant on the first box)
+    tf.function(lambda f, b: roi_pool(f, b, 2))(feats, boxes)  # graphs stay serializable: no Python
+    assert calls == []
+    with eager_compiled(True, direct=True):
+        roi_pool(feats, boxes, 2)
+    assert calls == [1]
+
+
+def test_two_threads_pool_at_once():
+    """The GUI pools on its worker while an export may run: both get their own, right result."""
+    feats, boxes = _case(7, k=300, channels=64)
+    want = roi_align_ref(feats, boxes[:40], 7, 0.5)
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            results[i] = roi_align(feats, boxes[:40], 7, 0.5).numpy()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with eager_compiled(True, direct=True):
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    for i in range(4):
+        np.testing.assert_array_equal(results[i], want)
+
+
+def test_roi_core_runs_without_numba():
+    """Numba is optional: where it cannot be imported, a large eager call takes the graph
+    kernels and gives the same numbers."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["numba"] = None  # import numba now raises ImportError
+        import numpy as np
+        from roi_core import _cpu_path, roi_pool
+        from roi_core.reference import roi_pool_ref
+        assert _cpu_path._cpu_kernels is None
+        rng = np.random.default_rng(0)
+        feats = rng.normal(size=(1, 30, 40, 64)).astype(np.float32)
+        boxes = np.c_[np.zeros(700), rng.uniform(0, 600, (700, 4))].astype(np.float32)
+        out = roi_pool(feats, boxes, 7, 1 / 16).numpy()  # 700 * 49 * 64 outputs: a large call
+        np.testing.assert_array_equal(out, roi_pool_ref(feats, boxes, 7, 1 / 16))
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
