@@ -29,6 +29,10 @@ def mul(a, b):
 
 
 def round_half_away(x):
+    """C's ``round`` of float32 values, as float64. In float32 ``|x| + 0.5`` itself rounds:
+    0.49999997 + 0.5 gives 1.0, so a box edge at 0.49999997 cells went to cell 1, where
+    torchvision's ``round`` gives 0; in float64 the sum is exact."""
+    x = tf.cast(x, tf.float64)
     return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)
 
 
