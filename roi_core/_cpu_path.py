@@ -18,11 +18,6 @@ import tensorflow as tf
 from ._align_kernels import align_geometry
 from ._pool_kernels import pool_bins
 
-try:
-    from . import _cpu_kernels
-except ImportError:  # Numba is optional: without it the graph kernels serve every call
-    _cpu_kernels = None
-
 # Numba's default thread pool runs one parallel loop at a time (a second caller thread would
 # abort the process), and the GUI pools from its worker while an export may run.
 _LOCK = threading.Lock()
@@ -38,8 +33,20 @@ _ALIGN = 64  # bytes: TensorFlow's allocator alignment, kept so the DLPack impor
 ENABLED = True
 
 
+@functools.cache
+def _kernels():
+    """The loops' module, imported on the first large call (importing Numba takes a few tenths
+    of a second, which the GUI's start and first grid need not wait for), or None without Numba:
+    then the graph kernels serve every call."""
+    try:
+        from . import _cpu_kernels
+    except ImportError:
+        return None
+    return _cpu_kernels
+
+
 def available(features) -> bool:
-    return ENABLED and _cpu_kernels is not None and tf.executing_eagerly() and "CPU" in features.device
+    return ENABLED and tf.executing_eagerly() and "CPU" in features.device and _kernels() is not None
 
 
 def _output_buffer(shape):
@@ -72,14 +79,14 @@ def _forward(op, features, boxes, ph, pw, scale, static):
     if op == "pool":
         b, hs, he, ws, we = geometry
         with _LOCK:
-            _cpu_kernels.pool_forward(feats, b, hs, he, ws, we, out)
+            _kernels().pool_forward(feats, b, hs, he, ws, we, out)
     else:
         start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
         if grid_h.size and int((grid_h.astype(np.int64) * grid_w).max()) > MAX_SAMPLES_PER_BIN:
             return None
         b = np.asarray(boxes)[:, 0].astype(np.int32)
         with _LOCK:
-            _cpu_kernels.align_forward(feats, b, start_h, start_w, bin_h, bin_w, grid_h, grid_w, out)
+            _kernels().align_forward(feats, b, start_h, start_w, bin_h, bin_w, grid_h, grid_w, out)
     return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
 
 
