@@ -68,20 +68,48 @@ def _taps(pos, length):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, boundscheck=False)
+def ps_pool_forward(feats, b, hs, he, ws, we, out):  # pragma: no cover - compiled
+    """torchvision's PS RoIPool forward on ``feats (B, H, W, ph * pw, C_out)``: bin ``(p, q)``
+    averages its cells in channel group ``p * pw + q``, summed row by row in float32."""
+    ph, pw = hs.shape[1], ws.shape[1]
+    channels = feats.shape[4]
+    for k in prange(b.shape[0]):
+        image = b[k]
+        for p in range(ph):
+            for q in range(pw):
+                row = out[k, p, q]
+                row[:] = np.float32(0)
+                area = (he[k, p] - hs[k, p]) * (we[k, q] - ws[k, q])
+                if he[k, p] <= hs[k, p] or we[k, q] <= ws[k, q]:
+                    continue
+                for h in range(hs[k, p], he[k, p]):
+                    for w in range(ws[k, q], we[k, q]):
+                        cell = feats[image, h, w, p * pw + q]
+                        for c in range(channels):
+                            row[c] += cell[c]
+                for c in range(channels):
+                    row[c] = row[c] / np.float32(area)
+    return out
+
+
+@njit(parallel=True, cache=True, boundscheck=False)
 def align_forward(feats, b, start_h, start_w, bin_h, bin_w, grid_h, grid_w, out):  # pragma: no cover - compiled
-    """torchvision's RoIAlign forward: the mean of each bin's ``grid_h x grid_w`` bilinear
-    samples at ``start + p * bin + ((i + .5) * bin) / grid``; samples outside
-    ``[-1, H] x [-1, W]`` add 0 and still count."""
+    """torchvision's RoIAlign forward on ``feats (B, H, W, G, C)``: the mean of each bin's
+    ``grid_h x grid_w`` bilinear samples at ``start + p * bin + ((i + .5) * bin) / grid``;
+    samples outside ``[-1, H] x [-1, W]`` add 0 and still count. Bin ``(p, q)`` reads channel
+    group ``p * pw + q`` when there are ``ph * pw`` groups (PS RoIAlign), else group 0."""
     ph, pw = out.shape[1], out.shape[2]
-    height, width, channels = feats.shape[1], feats.shape[2], feats.shape[3]
+    height, width, channels = feats.shape[1], feats.shape[2], feats.shape[4]
+    grouped = feats.shape[3] > 1
     half, edge = np.float32(0.5), np.float32(-1)
     for k in prange(b.shape[0]):
-        image, gh, gw = b[k], grid_h[k], grid_w[k]
+        plane, gh, gw = feats[b[k]], grid_h[k], grid_w[k]
         count = np.float32(max(gh * gw, 1))
         for p in range(ph):
             base_y = start_h[k] + np.float32(np.float32(p) * bin_h[k])
             for q in range(pw):
                 base_x = start_w[k] + np.float32(np.float32(q) * bin_w[k])
+                g = p * pw + q if grouped else 0
                 row = out[k, p, q]
                 row[:] = np.float32(0)
                 for iy in range(gh):
@@ -95,7 +123,7 @@ def align_forward(feats, b, start_h, start_w, bin_h, bin_w, grid_h, grid_w, out)
                             continue
                         x0, x1, hx, lx = _taps(x, width)
                         w1, w2, w3, w4 = hy * hx, hy * lx, ly * hx, ly * lx
-                        v1, v2, v3, v4 = feats[image, y0, x0], feats[image, y0, x1], feats[image, y1, x0], feats[image, y1, x1]
+                        v1, v2, v3, v4 = plane[y0, x0, g], plane[y0, x1, g], plane[y1, x0, g], plane[y1, x1, g]
                         for c in range(channels):
                             row[c] += w1 * v1[c] + w2 * v2[c] + w3 * v3[c] + w4 * v4[c]
                 for c in range(channels):

@@ -59,39 +59,52 @@ def _output_buffer(shape):
 
 @functools.lru_cache(maxsize=None)
 def _geometry_graph(op, ph, pw, static):
-    """The bin edges (roi_pool) or sample grids (roi_align) as one graph for any box count."""
+    """The bin edges (the pools) or sample grids (the aligns) as one graph for any box count."""
     kwargs = dict(static)
-    if op == "pool":
-        fn = lambda bx, s, h, w: pool_bins(bx, ph, pw, s, h, w)  # noqa: E731
+    if op in ("pool", "ps_pool"):
+        fn = lambda bx, s, h, w: pool_bins(bx, ph, pw, s, h, w, position_sensitive=op == "ps_pool")  # noqa: E731
     else:
-        fn = lambda bx, s, h, w: align_geometry(bx, ph, pw, s, kwargs["sampling_ratio"], kwargs["aligned"])  # noqa: E731
+        aligned = kwargs.get("aligned", True)  # PS RoIAlign samples as aligned=True does
+        fn = lambda bx, s, h, w: align_geometry(bx, ph, pw, s, kwargs["sampling_ratio"], aligned)  # noqa: E731
     spec = (tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
     return tf.function(fn, input_signature=spec, autograph=False)
 
 
+def _grouped(feats, op, ph, pw):
+    """Features as ``(B, H, W, groups, C_out)``: a view with one group for RoIAlign; for the
+    position-sensitive ops a copy with channel ``(c * ph + p) * pw + q`` at ``[p * pw + q, c]``,
+    so that each bin reads its channels contiguously."""
+    n, height, width, channels = feats.shape
+    if not op.startswith("ps_"):
+        return feats.reshape(n, height, width, 1, channels)
+    grouped = feats.reshape(n, height, width, channels // (ph * pw), ph * pw)
+    return np.ascontiguousarray(grouped.transpose(0, 1, 2, 4, 3))
+
+
 def _forward(op, features, boxes, ph, pw, scale, static):
     """The direct loop's output, or None where the graph kernels must serve (huge grids)."""
-    feats = np.asarray(features)
-    _, height, width, channels = feats.shape
+    raw = np.asarray(features)  # a view of the tensor's buffer
+    feats = raw if op == "pool" else _grouped(raw, op, ph, pw)
+    height, width = feats.shape[1], feats.shape[2]
     geometry = _geometry_graph(op, ph, pw, tuple(sorted(static.items())))(boxes, tf.constant(scale, tf.float32), height, width)
     geometry = [np.asarray(g) for g in geometry]
-    out = _output_buffer((boxes.shape[0], ph, pw, channels))
-    if op == "pool":
-        b, hs, he, ws, we = geometry
+    out = _output_buffer((boxes.shape[0], ph, pw, feats.shape[-1]))
+    if op in ("pool", "ps_pool"):
+        kernel = _kernels().pool_forward if op == "pool" else _kernels().ps_pool_forward
         with _LOCK:
-            _kernels().pool_forward(feats, b, hs, he, ws, we, out)
+            kernel(feats, *geometry, out)
     else:
-        start_h, start_w, bin_h, bin_w, grid_h, grid_w = geometry
+        grid_h, grid_w = geometry[4], geometry[5]
         if grid_h.size and int((grid_h.astype(np.int64) * grid_w).max()) > MAX_SAMPLES_PER_BIN:
             return None
         b = np.asarray(boxes)[:, 0].astype(np.int32)
         with _LOCK:
-            _kernels().align_forward(feats, b, start_h, start_w, bin_h, bin_w, grid_h, grid_w, out)
+            _kernels().align_forward(feats, b, *geometry, out)
     return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
 
 
 def run(op, features, boxes, ph, pw, scale, graph_call, **static):
-    """``op`` ("pool" or "align") by the direct loop, with ``graph_call(features)`` (the graph
+    """``op`` ("pool", "align", "ps_pool" or "ps_align") by the direct loop, with ``graph_call(features)`` (the graph
     kernels on the same boxes) for the gradient and for what the loop does not serve."""
     out = _forward(op, features, boxes, ph, pw, scale, static)
     if out is None:

@@ -135,7 +135,7 @@ def ps_roi_pool(features, boxes, output_size, spatial_scale=1.0):
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     _channel_groups(features, ph, pw)
     plan = compile_policy.make_plan(features, boxes, ph, pw, lambda *_: None)
-    return _run(ps_roi_pool_core, _ps_roi_pool_graph, features, boxes, ph, pw, scale, plan)
+    return _run(ps_roi_pool_core, _ps_roi_pool_graph, features, boxes, ph, pw, scale, plan, direct="ps_pool")
 
 
 def ps_roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1):
@@ -161,7 +161,7 @@ def ps_roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio
     # the kernel pools all C channels: plan (and its compile threshold) by that work
     plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.align_bounds)
     static = dict(sampling_ratio=sampling_ratio)
-    return _run(ps_roi_align_core, _ps_roi_align_graph, features, boxes, ph, pw, scale, plan, **static)
+    return _run(ps_roi_align_core, _ps_roi_align_graph, features, boxes, ph, pw, scale, plan, direct="ps_align", **static)
 
 
 def _map_heights(features_shapes_or_scales, image_size):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from roi_core import _cpu_kernels, _cpu_path, roi_align, roi_pool
-from roi_core.reference import roi_align_ref, roi_pool_ref
+from roi_core import _cpu_kernels, _cpu_path, ps_roi_align, ps_roi_pool, roi_align, roi_pool
+from roi_core.reference import ps_roi_align_ref, ps_roi_pool_ref, roi_align_ref, roi_pool_ref
 from tests.core.compile_modes import eager_compiled
 
 
@@ -45,11 +45,32 @@ def test_direct_roi_pool_equals_torchvision_loops_bit_for_bit(scale):
     assert np.any(got == -np.finfo(np.float32).max)
 
 
-@pytest.mark.parametrize("op", ["pool", "align"])
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_direct_position_sensitive_ops_equal_torchvision_loops_bit_for_bit(sampling_ratio, scale):
+    """Bin (p, q) of output channel c reads input channel (c * ph + p) * pw + q."""
+    feats, boxes = _case(8, channels=3 * 2 * 4)
+    with eager_compiled(True, direct=True):
+        pooled = ps_roi_pool(feats, boxes, (2, 3), scale).numpy()
+        aligned = ps_roi_align(feats, boxes, (2, 3), scale, sampling_ratio).numpy()
+    np.testing.assert_array_equal(pooled, ps_roi_pool_ref(feats, boxes, (2, 3), scale))
+    np.testing.assert_array_equal(aligned, ps_roi_align_ref(feats, boxes, (2, 3), scale, sampling_ratio))
+
+
+GRADIENT_CALLS = {
+    "pool": lambda x, b: roi_pool(x, b, 2, 0.5),
+    "align": lambda x, b: roi_align(x, b, 2, 0.5, -1, False),
+    "ps_pool": lambda x, b: ps_roi_pool(x, b, 2, 0.5),
+    "ps_align": lambda x, b: ps_roi_align(x, b, 2, 0.5),
+}
+
+
+@pytest.mark.parametrize("op", list(GRADIENT_CALLS))
 def test_direct_gradient_is_the_graph_kernels(op):
-    feats, boxes = _case(3)
-    call = {"pool": lambda x: roi_pool(x, boxes, 4, 0.5), "align": lambda x: roi_align(x, boxes, 4, 0.5, -1, False)}[op]
-    upstream = tf.constant(np.random.default_rng(4).normal(size=(len(boxes), 4, 4, 5)).astype(np.float32))
+    feats, boxes = _case(3, channels=8)
+    call = lambda x: GRADIENT_CALLS[op](x, boxes)  # noqa: E731
+    c_out = 2 if op.startswith("ps_") else 8
+    upstream = tf.constant(np.random.default_rng(4).normal(size=(len(boxes), 2, 2, c_out)).astype(np.float32))
     grads = []
     for direct in (True, False):
         x = tf.constant(feats)
