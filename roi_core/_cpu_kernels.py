@@ -1,4 +1,5 @@
-"""Direct CPU loops for RoIPool and RoIAlign forward passes, compiled by Numba.
+"""Direct CPU loops for the forward passes of RoIPool, RoIAlign and their position-sensitive
+forms, compiled by Numba.
 
 TensorFlow has no op that reduces a ragged window per output, so the graph kernels gather
 (RoIPool: sparse-table lookups; RoIAlign: a windowed contraction) and write intermediates.
@@ -6,7 +7,8 @@ These loops read each bin's cells or samples straight into the output row, with 
 innermost (contiguous, vectorized), as torchvision's CPU kernels do per channel.
 
 RoIAlign sums each sample's four taps and then adds the sample, in torchvision's order, with
-no fused multiply-add (Numba's default): its results equal torchvision's bit for bit. RoIPool
+no fused multiply-add (Numba's default), and PS RoIPool sums cells row by row: their results
+equal torchvision's bit for bit. RoIPool
 keeps the first strict maximum, so NaN is skipped and an all -inf bin stays at -FLT_MAX.
 
 Bin edges and sample grids come in from the graph code (``pool_bins``/``align_geometry``), so

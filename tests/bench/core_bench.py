@@ -10,7 +10,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from roi_core import roi_align, roi_pool
+from roi_core import ps_roi_align, ps_roi_pool, roi_align, roi_pool
 from tests.bench.fresh import json_from_fresh_process
 from tests.bench.memory import peak_rss_during
 from tests.bench.tutorial_baseline import tutorial_roi_pool
@@ -118,11 +118,26 @@ def _latency_probe():
 
 
 def op_functions(scale):
-    return {
-        "pool": tf.function(lambda f, b: roi_pool(f, b, 7, scale)),
-        "align": tf.function(lambda f, b: roi_align(f, b, 7, scale, -1, False)),
-        "align2": tf.function(lambda f, b: roi_align(f, b, 7, scale, 2, False)),
+    """Each op inside a caller's ``tf.function`` (the graph kernels) and called eagerly (a large
+    eager call on the CPU takes the direct Numba loops, see roi_core/_cpu_path.py)."""
+    eager = {
+        "pool": lambda f, b: roi_pool(f, b, 7, scale),
+        "align": lambda f, b: roi_align(f, b, 7, scale, -1, False),
+        "align2": lambda f, b: roi_align(f, b, 7, scale, 2, False),
     }
+    graphs = {op: tf.function(fn) for op, fn in eager.items()}
+    return graphs | {f"{op} eager": fn for op, fn in eager.items()}
+
+
+def position_sensitive_ms():
+    """R-FCN-like PS pooling (1x38x50x(7*7*21), 300 varied RoIs, 7x7): inside tf.function (the
+    graph kernels pool all channels for every bin) and eagerly (the direct loops read only each
+    bin's channel group)."""
+    rng = np.random.default_rng(7)
+    feats = tf.constant(rng.normal(size=(1, 38, 50, 7 * 7 * 21)).astype(np.float32))
+    boxes = tf.constant(varied_boxes(rng, 300, 38, 50, 16))
+    ops = {"ps_roi_pool": lambda f, b: ps_roi_pool(f, b, 7, 1 / 16), "ps_roi_align": lambda f, b: ps_roi_align(f, b, 7, 1 / 16)}
+    return {name: (median_ms(tf.function(fn), feats, boxes, repeats=3), median_ms(fn, feats, boxes, repeats=3)) for name, fn in ops.items()}
 
 
 def peak_memory_mb(name):
@@ -139,7 +154,6 @@ def run():
         feats, boxes, scale = workload(name)
         rel = tf.constant((boxes.numpy()[:, 1:] / np.array([w, h, w, h]) / stride)[None].astype(np.float32))
         fns = op_functions(scale)
-        pool, align, align2 = fns["pool"], fns["align"], fns["align2"]
         mapfn = tf.function(lambda f, r: tutorial_roi_pool(f, r, 7, 7))
 
         @tf.function
@@ -150,40 +164,38 @@ def run():
             return tf.nn.max_pool2d(crops, 2, 2, "VALID")
 
         t_floor = median_ms(output_write_floor(feats, k), feats)
-        t_pool = median_ms(pool, feats, boxes)
-        t_align = median_ms(align, feats, boxes)
-        t_align2 = median_ms(align2, feats, boxes)
+        times = {op: median_ms(fn, feats, boxes) for op, fn in fns.items()}
         t_crop = median_ms(crop, feats, boxes)
         t_map = median_ms(mapfn, feats, rel, repeats=3)
         io_mb = (feats.numpy().nbytes + k * 49 * c * 4) / 2**20
         memory = peak_memory_mb(name)
         faults = {"floor": faults_per_call(output_write_floor(feats, k), feats)}
-        faults.update({op: faults_per_call(fns[op], feats, boxes) for op in ("pool", "align", "align2")})
+        faults.update({op: faults_per_call(fn, feats, boxes) for op, fn in fns.items()})
         warm = warm_buffer_ms(name)
-        rows.append((name, t_floor, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory, faults, warm))
+        rows.append((name, t_floor, times, t_crop, t_map, io_mb, memory, faults, warm))
 
-    print("\nroi_core benchmark (median of repeated calls inside tf.function, this machine, same run)")
-    for name, t_floor, t_pool, t_align, t_align2, t_crop, t_map, io_mb, memory, faults, warm in rows:
+    print("\nroi_core benchmark (median of repeated calls, this machine, same run; 'eager' rows are plain")
+    print("calls, which take the direct Numba loops on the CPU; the others run inside tf.function)")
+    labels = {"pool": "roi_pool", "align": "roi_align", "align2": "roi_align sr=2"}
+    for name, t_floor, times, t_crop, t_map, io_mb, memory, faults, warm in rows:
         print(f"\n{name}")
-        print(f"  output-write floor {t_floor:5.1f} ms   (compiled gather of K x 7 x 7 x C rows)")
-        print(f"  roi_pool        {t_pool:8.1f} ms")
-        print(f"  roi_align       {t_align:8.1f} ms   (adaptive sampling_ratio, torchvision's default)")
-        print(f"  roi_align sr=2  {t_align2:8.1f} ms   (sampling_ratio=2, as torchvision's MultiScaleRoIAlign)")
-        print(f"  crop_and_resize {t_crop:8.1f} ms   (14x14 + 2x2 max pool, baseline)")
-        print(f"  tutorial map_fn {t_map:8.1f} ms   (baseline)")
-        print(f"  roi_pool / floor:                      {t_pool / t_floor:6.2f}    (target <= 1.5)")
-        print(f"  roi_align / floor:                     {t_align / t_floor:6.2f}    (target <= 1.5)")
-        print(f"  roi_align sr=2 / floor:                {t_align2 / t_floor:6.2f}")
-        print(f"  roi_pool speed-up vs map_fn:           {t_map / t_pool:6.1f}x   (target >= 5x)")
-        print(f"  roi_pool time / crop_and_resize:       {t_pool / t_crop:6.2f}    (target <= 1)")
-        print(f"  roi_align time / crop_and_resize:      {t_align / t_crop:6.2f}    (target <= 1)")
-        print(f"  roi_align sr=2 time / crop_and_resize: {t_align2 / t_crop:6.2f}    (target <= 1)")
+        print(f"  output-write floor      {t_floor:7.1f} ms   (compiled gather of K x 7 x 7 x C rows)")
+        for op, ms in times.items():
+            base, _, eager = op.partition(" ")
+            label = f"{labels[base]} {eager}".strip()
+            target = "   (target <= 1.5)" if base != "align2" else ""
+            print(f"  {label:23s} {ms:7.1f} ms   / floor {ms / t_floor:5.2f}   / crop_and_resize {ms / t_crop:5.2f}{target}")
+        print(f"  crop_and_resize         {t_crop:7.1f} ms   (14x14 + 2x2 max pool, baseline)")
+        print(f"  tutorial map_fn         {t_map:7.1f} ms   (baseline; roi_pool speed-up {t_map / times['pool']:.1f}x, target >= 5x)")
         ratios = ", ".join(f"{op} {mb / io_mb:4.2f}" for op, mb in memory.items())
-        print(f"  peak memory / (features + output):     {ratios}   (target <= 1.5; features + output = {io_mb:.1f} MiB)")
-        print("  page faults per call:                  " + ", ".join(f"{op} {n:.0f}" for op, n in faults.items()))
+        print(f"  peak memory / (features + output): {ratios}   (target <= 1.5; features + output = {io_mb:.1f} MiB)")
+        print("  page faults per call:   " + ", ".join(f"{op} {n:.0f}" for op, n in faults.items()))
         floor = warm["floor"]
-        print(f"  warm-buffer floor  {floor:5.1f} ms   (same gather, allocator keeping freed buffers: no fresh pages)")
-        print("  warm-buffer ratios:                    " + ", ".join(f"{op} {warm[op] / floor:4.2f}" for op in ("pool", "align", "align2")))
+        print(f"  warm-buffer floor       {floor:7.1f} ms   (same gather, allocator keeping freed buffers: no fresh pages)")
+        print("  warm-buffer ratios:     " + ", ".join(f"{op} {warm[op] / floor:4.2f}" for op in times))
+    print("\nPosition-sensitive pooling, R-FCN-like 1x38x50x1029, 300 RoIs, 7x7")
+    for name, (graph, eager) in position_sensitive_ms().items():
+        print(f"  {name:13s} tf.function {graph:7.1f} ms   eager {eager:7.1f} ms   ({graph / eager:.1f}x)")
     latency = first_call_latency_ms()
     print("\nEager latency in a fresh process (VGG16 conv5 map, 7x7; target: first grid <= 1000 ms)")
     for what, ms in latency.items():
