@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from roi_core import _cpu_kernels, _cpu_path, ps_roi_align, ps_roi_pool, roi_align, roi_pool
 from roi_core.reference import ps_roi_align_ref, ps_roi_pool_ref, roi_align_ref, roi_pool_ref
@@ -163,3 +164,25 @@ def test_roi_core_runs_without_numba():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+coord = st.floats(-12, 60, allow_nan=False, width=32)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    coords=st.lists(st.tuples(st.integers(0, 1), coord, coord, coord, coord), min_size=1, max_size=6),
+    size=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    scale=st.sampled_from([1.0, 0.5, 0.25, 0.3, 1 / 16]),
+    sampling_ratio=st.integers(-1, 3),
+    aligned=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_direct_loops_equal_torchvision_loops_bit_for_bit(coords, size, scale, sampling_ratio, aligned, seed):
+    feats = np.random.default_rng(seed).normal(size=(2, 8, 11, 3)).astype(np.float32)
+    boxes = np.array(coords, np.float32)
+    with eager_compiled(True, direct=True):
+        pooled = roi_pool(feats, boxes, size, scale).numpy()
+        sampled = roi_align(feats, boxes, size, scale, sampling_ratio, aligned).numpy()
+    np.testing.assert_array_equal(pooled, roi_pool_ref(feats, boxes, size, scale))
+    np.testing.assert_array_equal(sampled, roi_align_ref(feats, boxes, size, scale, sampling_ratio, aligned))
