@@ -15,7 +15,6 @@ from app.formats import labelme
 from tests.app.test_export_ray import ray_local  # noqa: F401 (the session's one Ray instance)
 from tests.local_s3 import local_s3
 
-
 BUCKET = "roiscope-test"
 
 

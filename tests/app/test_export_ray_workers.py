@@ -20,7 +20,6 @@ from app.formats import labelme
 from tests.app.test_export_ray import ROOT, _by_region, _many_images, checkout_env, ray_local  # noqa: F401
 
 
-
 def _jobs(samples):
     return [(p, labelme.read(labelme.sidecar_path(p), derived=True).boxes) for p in sorted(samples.glob("*.png"))]
 
