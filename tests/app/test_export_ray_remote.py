@@ -15,6 +15,9 @@ from app.formats import labelme
 from tests.app.test_export_ray import ray_local  # noqa: F401 (the session's one Ray instance)
 from tests.local_s3 import local_s3
 
+# under pytest-xdist one worker runs every Ray test: one local Ray instance, not one per worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 BUCKET = "roiscope-test"
 
 

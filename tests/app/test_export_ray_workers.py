@@ -19,6 +19,9 @@ from app.export_ray.plan import plan_chunks, settings_fingerprint
 from app.formats import labelme
 from tests.app.test_export_ray import ROOT, _by_region, _many_images, checkout_env, ray_local  # noqa: F401
 
+# under pytest-xdist one worker runs every Ray test: one local Ray instance, not one per worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 def _jobs(samples):
     return [(p, labelme.read(labelme.sidecar_path(p), derived=True).boxes) for p in sorted(samples.glob("*.png"))]
