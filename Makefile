@@ -18,8 +18,9 @@ run: $(STAMP)
 	@$(PY) -m app.gui.preflight
 	$(PY) -m app $(SAMPLES)
 
+# Two workers; the Ray tests share one (one local Ray instance: xdist_group "ray"). `pytest` alone runs serially.
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m tests.bench

@@ -29,6 +29,7 @@ from pathlib import Path
 from app.export import ExportOptions, ExportSummary, extractor_and_layer, output_lock
 from app.export_ray.parts import (EMBEDDINGS_DIR, compact_manifests, read_receipt, remove_leftovers,
                                   remove_stale_parts)
+from app.export_ray.notices import actor_notices_dropped, auth_notice_held_back
 from app.export_ray.plan import plan_chunks, settings_fingerprint
 from app.export_ray.stages import STAGES, EmbedChunk, read_chunk
 
@@ -103,8 +104,9 @@ def _connect(ray, ray_options: RayOptions) -> bool:
         return False
     if ray_options.address is None:  # an instance of our own: it reports no usage statistics unless asked to
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address=ray_options.address, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=True, runtime_env=worker_runtime_env(ray, ray_options.verbose))
+    with auth_notice_held_back(ray_options.verbose):
+        ray.init(address=ray_options.address, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=True, runtime_env=worker_runtime_env(ray, ray_options.verbose))
     return True
 
 
@@ -146,6 +148,8 @@ def _results(ray, todo, options: ExportOptions, ray_options: RayOptions, layer_r
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the caller's bar counts images; Ray's would count chunks
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset execution
+    if not ray_options.verbose:  # nor its note that the progress bars we just turned off are off
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     check_gpus(ray, ray_options)
     ds = build_dataset(ray, todo, options, ray_options, layer_root, filesystem)
     return ds.iter_batches(batch_size=None, batch_format="numpy")
@@ -215,9 +219,10 @@ def _run(ray, jobs, options, layer, images_root, ray_options, progress, filesyst
         owned = _connect(ray, ray_options)
         summary.driver["connect"] = time.perf_counter() - t_connect
         try:
-            ticks = _ticks(_results(ray, todo, options, ray_options, root, filesystem), summary)
-            for _ in (progress(_Sized(ticks, sum(c.images for c in todo))) if progress else ticks):
-                pass
+            with actor_notices_dropped(owned and not ray_options.verbose):  # our own driver's terminal only
+                ticks = _ticks(_results(ray, todo, options, ray_options, root, filesystem), summary)
+                for _ in (progress(_Sized(ticks, sum(c.images for c in todo))) if progress else ticks):
+                    pass
         except ray.exceptions.RayError as exc:
             raise RuntimeError(f"the Ray export stopped: {root_cause(exc)} (re-run to complete it)") from exc
         finally:

@@ -109,8 +109,38 @@ class MapPlot(pg.GraphicsLayoutWidget):
         self.outline.setData(pts[:, 0], pts[:, 1])
 
     def fit(self):
+        """Every point in view, and none under the legend (it sits over the top-left corner)."""
         if len(self.points.xy):
             self.vb.autoRange(items=[self.points], padding=0.05)
+            self._clear_legend()
+
+    def _clear_legend(self):
+        """If points lie under the legend, widen the range on the left or at the top, whichever
+        gives up the smaller share of the plot, so that the data sit beside or below it."""
+        box = self.mapFromScene(self.vb.sceneBoundingRect()).boundingRect()  # viewport pixels
+        legend = self.legend.geometry().translated(self.viewport().mapFrom(self, QtCore.QPoint(0, 0)))
+        if not self.legend.isVisible() or box.width() < 1 or box.height() < 1:
+            return
+        margin = self.points.radius + 4
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        px = box.left() + (self.points.xy[:, 0] - x0) / (x1 - x0) * box.width()
+        top_y = y0 if self.vb.yInverted() else y1
+        py = box.top() + np.abs(self.points.xy[:, 1] - top_y) / (y1 - y0) * box.height()
+        if not np.any((px < legend.right() + margin) & (py < legend.bottom() + margin)):
+            return
+        left = (legend.right() + margin - box.left()) / box.width()
+        top = (legend.bottom() + margin - box.top()) / box.height()
+        share = min(left, top)
+        if share >= 0.9:  # a legend that covers the plot: nothing sensible to give up
+            return
+        grow = share / (1 - share)  # the old range then fills the plot less the legend's strip
+        if left <= top:
+            x0 -= (x1 - x0) * grow
+        elif self.vb.yInverted():
+            y0 -= (y1 - y0) * grow
+        else:
+            y1 += (y1 - y0) * grow
+        self.vb.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
 
     def show_card(self, pixmap, scene_pos):
         """The hover card beside the cursor, kept inside the plot; ``None`` hides it."""

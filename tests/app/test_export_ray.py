@@ -22,6 +22,9 @@ from app.export_ray.parts import compact_manifests, read_receipt
 from app.export_ray.plan import chunk_key, plan_chunks, settings_fingerprint
 from app.regions import Box
 
+# under pytest-xdist one worker runs every Ray test: one local Ray instance, not one per worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

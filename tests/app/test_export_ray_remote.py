@@ -3,7 +3,6 @@ through pyarrow filesystems from a real S3 server on localhost (moto), give the 
 local export of the same files on disk."""
 import csv
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,30 +13,24 @@ from PIL import Image
 from app.cli import main as cli_main
 from app.formats import labelme
 from tests.app.test_export_ray import ray_local  # noqa: F401 (the session's one Ray instance)
+from tests.local_s3 import local_s3
+
+# under pytest-xdist one worker runs every Ray test: one local Ray instance, not one per worker
+pytestmark = pytest.mark.xdist_group("ray")
 
 BUCKET = "roiscope-test"
 
 
 @pytest.fixture(scope="module")
 def s3_server():
-    server_mod = pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    pytest.importorskip("moto.server")
+    with local_s3() as server:  # the AWS_* variables pyarrow reads are set while it runs
+        yield server
 
 
 @pytest.fixture
-def s3(s3_server, monkeypatch):
-    """pyarrow's own S3 conventions: the endpoint and credentials from ``AWS_*`` variables."""
-    from pyarrow import fs as pafs
-
-    for name, value in {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
-        monkeypatch.setenv(name, value)
-    filesystem = pafs.S3FileSystem(endpoint_override=s3_server, allow_bucket_creation=True, allow_bucket_deletion=True)
+def s3(s3_server):
+    filesystem = s3_server.filesystem(allow_bucket_deletion=True)
     filesystem.create_dir(BUCKET)
     yield filesystem
     filesystem.delete_dir(BUCKET)

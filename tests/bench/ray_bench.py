@@ -14,6 +14,7 @@ import numpy as np
 from app.export import ExportOptions, export
 from tests.bench.export_bench import synthetic_jobs
 from tests.bench.memory import peak_rss_during
+from tests.local_s3 import local_s3
 
 COCO_IMAGES, COCO_BOXES = 118_287, 860_001  # train2017
 
@@ -51,20 +52,13 @@ def _from_s3(tmp: Path, jobs, export_ray, RayOptions):
     """The same images read by the Ray engine from a local S3 server (moto) instead of the disk:
     the object-storage path's own cost (an HTTP round trip per image, no network latency)."""
     try:
-        from moto.server import ThreadedMotoServer
-        from pyarrow import fs as pafs
+        import moto.server  # noqa: F401 (the dev extra's local S3 server)
     except ImportError:
         return None
     from app.export_ray.remote import collect_remote_jobs
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    saved = dict(os.environ)
-    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                      AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
-    try:
-        s3 = pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", allow_bucket_creation=True)
+    with local_s3("bench") as server:
+        s3 = server.filesystem()
         s3.create_dir("bench")
         for path, _ in jobs:
             with s3.open_output_stream(f"bench/images/{Path(path).name}") as out:
@@ -77,10 +71,6 @@ def _from_s3(tmp: Path, jobs, export_ray, RayOptions):
         summary = export_ray(remote_jobs, ExportOptions(tmp / "ray-s3"), remote.root, RayOptions(workers=1),
                              filesystem=remote.filesystem)
         return summary, listing
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        server.stop()
 
 
 def run(n_images=200, n_boxes=20):

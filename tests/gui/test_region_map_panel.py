@@ -354,3 +354,41 @@ def test_markers_are_bigger_when_the_map_has_few_points(panel, qtbot):
     panel.set_table(table)
     qtbot.wait(20)
     assert panel.plot.points.radius == marker_size(len(table.labels)) // 2 > marker_size(100_000) // 2
+
+
+def _grid_table(n_labels=4, side=15, dim=16):
+    """Points on a full rectangular grid (PCA keeps it a rectangle: x spread twice y's), so
+    every corner of the fitted view has points, the legend's top-left one included."""
+    gx, gy = np.meshgrid(np.linspace(-2, 2, side), np.linspace(-1, 1, side))
+    X = np.zeros((side * side, dim), np.float32)
+    X[:, 0], X[:, 1] = gx.ravel(), gy.ravel()
+    n = len(X)
+    labels = [f"label{k % n_labels}" for k in range(n)]
+    return RegionTable(["a.png"] * n, list(range(1, n + 1)), labels, np.tile([0, 0, 10, 10], (n, 1)), X)
+
+
+def _legend_scene_rect(panel) -> QtCore.QRectF:
+    plot = panel.plot
+    geometry = panel.legend.geometry()  # in the plot widget's coordinates
+    top_left = plot.viewport().mapFrom(plot, geometry.topLeft())
+    return plot.mapToScene(QtCore.QRect(top_left, geometry.size())).boundingRect()
+
+
+# a short legend is cleared by room at the top; a tall one (many labels) by room on the left
+@pytest.mark.parametrize("size, n_labels", [((1100, 700), 4), ((700, 900), 4), ((1100, 700), 14)])
+def test_fit_leaves_no_point_under_the_legend(panel, qtbot, size, n_labels):
+    panel.resize(*size)
+    qtbot.wait(20)
+    panel.set_table(_grid_table(n_labels))
+    panel.fit()
+    qtbot.wait(20)
+    legend = _legend_scene_rect(panel)
+    assert panel.legend.isVisible() and legend.width() > 50 and legend.height() > 50
+    radius = panel.plot.points.radius  # a marker's edge must not hide under it either
+    legend.adjust(-radius, -radius, radius, radius)
+    view = panel.vb.viewRect()
+    positions = [panel.drawn_position(i) for i in range(len(panel.map))]
+    assert all(view.contains(QtCore.QPointF(x, y)) for x, y in positions)  # Fit still shows every point
+    covered = [i for i, (x, y) in enumerate(positions)
+               if legend.contains(panel.vb.mapViewToScene(QtCore.QPointF(x, y)))]
+    assert covered == []
