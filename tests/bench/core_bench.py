@@ -137,7 +137,7 @@ def position_sensitive_ms():
     feats = tf.constant(rng.normal(size=(1, 38, 50, 7 * 7 * 21)).astype(np.float32))
     boxes = tf.constant(varied_boxes(rng, 300, 38, 50, 16))
     ops = {"ps_roi_pool": lambda f, b: ps_roi_pool(f, b, 7, 1 / 16), "ps_roi_align": lambda f, b: ps_roi_align(f, b, 7, 1 / 16)}
-    return {name: (median_ms(tf.function(fn), feats, boxes, repeats=3), median_ms(fn, feats, boxes, repeats=3)) for name, fn in ops.items()}
+    return {name: (median_ms(tf.function(fn, autograph=False), feats, boxes, repeats=3), median_ms(fn, feats, boxes, repeats=3)) for name, fn in ops.items()}
 
 
 def peak_memory_mb(name):
