@@ -39,7 +39,7 @@ def parser():
     p.add_argument("--op", choices=("roi_pool", "roi_align"), default="roi_align")
     p.add_argument("--size", type=_size, default=(7, 7), help="output size HxW (default 7x7)")
     p.add_argument("--sampling-ratio", type=int, default=-1)
-    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's start-up log")
+    p.add_argument("--verbose", action="store_true", help="also show TensorFlow's start-up log and, with --engine ray, Ray's own notices")
     _add_ray_arguments(p)
     return p
 
