@@ -8,8 +8,8 @@ innermost (contiguous, vectorized), as torchvision's CPU kernels do per channel.
 
 RoIAlign sums each sample's four taps and then adds the sample, in torchvision's order, with
 no fused multiply-add (Numba's default), and PS RoIPool sums cells row by row: their results
-equal torchvision's bit for bit. RoIPool
-keeps the first strict maximum, so NaN is skipped and an all -inf bin stays at -FLT_MAX.
+equal torchvision's bit for bit. RoIPool keeps the first strict maximum, so NaN is skipped and
+an all -inf bin stays at -FLT_MAX.
 
 Bin edges and sample grids come in from the graph code (``pool_bins``/``align_geometry``), so
 there is one geometry for every path. Only imported where Numba is installed.

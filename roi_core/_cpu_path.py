@@ -82,30 +82,30 @@ def _grouped(feats, op, ph, pw):
 
 
 def _forward(op, features, boxes, ph, pw, scale, static):
-    """The direct loop's output, or None where the graph kernels must serve (huge grids)."""
+    """The direct loop's output, or None where the graph kernels must serve (huge grids).
+    ``scale``: a float32 scalar tensor (the caller's, shared with its graph call)."""
     raw = np.asarray(features)  # a view of the tensor's buffer
-    feats = raw if op == "pool" else _grouped(raw, op, ph, pw)
-    height, width = feats.shape[1], feats.shape[2]
-    geometry = _geometry_graph(op, ph, pw, tuple(sorted(static.items())))(boxes, tf.constant(scale, tf.float32), height, width)
+    height, width = raw.shape[1], raw.shape[2]
+    geometry = _geometry_graph(op, ph, pw, tuple(sorted(static.items())))(boxes, scale, height, width)
     geometry = [np.asarray(g) for g in geometry]
-    out = _output_buffer((boxes.shape[0], ph, pw, feats.shape[-1]))
-    if op in ("pool", "ps_pool"):
-        kernel = _kernels().pool_forward if op == "pool" else _kernels().ps_pool_forward
-        with _LOCK:
-            kernel(feats, *geometry, out)
-    else:
+    if op in ("align", "ps_align"):  # decided before the features are grouped or the output allocated
         grid_h, grid_w = geometry[4], geometry[5]
         if grid_h.size and int((grid_h.astype(np.int64) * grid_w).max()) > MAX_SAMPLES_PER_BIN:
             return None
-        b = np.asarray(boxes)[:, 0].astype(np.int32)
-        with _LOCK:
-            _kernels().align_forward(feats, b, *geometry, out)
+        geometry = [np.asarray(boxes)[:, 0].astype(np.int32), *geometry]  # the image of each box first
+    feats = raw if op == "pool" else _grouped(raw, op, ph, pw)
+    out = _output_buffer((boxes.shape[0], ph, pw, feats.shape[-1]))
+    kernels = _kernels()
+    kernel = {"pool": kernels.pool_forward, "ps_pool": kernels.ps_pool_forward}.get(op, kernels.align_forward)
+    with _LOCK:
+        kernel(feats, *geometry, out)
     return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
 
 
 def run(op, features, boxes, ph, pw, scale, graph_call, **static):
-    """``op`` ("pool", "align", "ps_pool" or "ps_align") by the direct loop, with ``graph_call(features)`` (the graph
-    kernels on the same boxes) for the gradient and for what the loop does not serve."""
+    """``op`` ("pool", "align", "ps_pool" or "ps_align") by the direct loop, with
+    ``graph_call(features)`` (the graph kernels on the same boxes) for the gradient and for what
+    the loop does not serve. ``scale``: a float32 scalar tensor."""
     out = _forward(op, features, boxes, ph, pw, scale, static)
     if out is None:
         return graph_call(features)

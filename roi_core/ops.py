@@ -54,7 +54,7 @@ def _run(core, graph, features, boxes, ph, pw, scale, plan, direct=None, **stati
         scale_t = tf.constant(scale, tf.float32)
         graph_call = lambda f: graph(f, boxes, ph, pw, scale_t, plan=plan, **static)  # noqa: E731
         if direct and plan.compiled and _cpu_path.available(features):
-            return _cpu_path.run(direct, features, boxes, ph, pw, scale, graph_call, **static)
+            return _cpu_path.run(direct, features, boxes, ph, pw, scale_t, graph_call, **static)
         return graph_call(features)
     return core(features, boxes, ph, pw, scale, plan=plan, **static)
 
