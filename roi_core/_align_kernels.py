@@ -1,10 +1,10 @@
 """RoIAlign building blocks (channels last), equal to torchvision's CPU ``roi_align``: the
-per-axis bilinear rule, sample positions, separable weights, and the fixed-ratio kernel.
+geometry, sample positions, the per-axis bilinear rule and separable weights.
 
-With a fixed ``sampling_ratio`` every output is a weighted sum of ``s * s * 4`` gathered taps,
-fused by XLA into one loop. Bilinear sampling on a Cartesian grid is separable: each bin's weight
-on cell (h, w) is (summed row weight) x (summed column weight), which the adaptive kernel
-(_align_adaptive.py) and the contractions (_contract.py) use.
+Bilinear sampling on a Cartesian grid is separable: each bin's weight on cell (h, w) is (summed
+row weight) x (summed column weight), which the contractions (_contract.py) use for RoIs beyond
+the sample walk's limit and for the gradient. The forward pass walks the samples
+(_align_walk.py).
 """
 from __future__ import annotations
 
@@ -117,41 +117,3 @@ def align_weights(boxes, ph, pw, scale, sampling_ratio, aligned, height, width):
     wy = _axis_weights(start_h, bin_h, grid_h, ph, height, sampling_ratio)
     wx = _axis_weights(start_w, bin_w, grid_w, pw, width, sampling_ratio)
     return tf.stop_gradient(wy), tf.stop_gradient(wx)
-
-
-def align_fixed_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned):
-    """RoIAlign with a fixed number of samples per bin, straight from the samples: every output
-    is a weighted sum of s*s*4 gathered taps, which XLA fuses into one pass (no intermediate)."""
-    s = sampling_ratio
-    shape = tf.shape(features)
-    height, width, channels = shape[1], shape[2], shape[3]
-    start_h, start_w, bin_h, bin_w, _, _ = align_geometry(boxes, ph, pw, scale, s, aligned)
-    i = tf.range(s, dtype=tf.float32)
-
-    def axis(start, bin_size, n_out, length):
-        base = bin_starts(start, bin_size, n_out)  # (K, n)
-        pos = sample_at(base[:, :, None], i[None, None, :], bin_size[:, None, None], float(s))  # (K, n, s)
-        low, high, w_low, w_high = _taps(pos, length)
-        index = tf.cast(tf.stack([low, high], axis=-1), tf.int32)  # (K, n, s, 2)
-        return index, tf.stack([w_low, w_high], axis=-1)
-
-    rows, w_rows = axis(start_h, bin_h, ph, height)
-    cols, w_cols = axis(start_w, bin_w, pw, width)
-    b = tf.cast(boxes[:, 0], tf.int32)
-    flat_features = tf.reshape(features, [-1, channels])
-    row_base = (b[:, None, None, None] * height + rows) * width  # (K, ph, s, 2)
-    out = None
-    # One gather per (sample row, sample column, tap): a chain of elementwise adds XLA fuses
-    # into a single loop over the output, never materializing the s*s*4 gathered copies.
-    for iy in range(s):
-        for ty in range(2):
-            for ix in range(s):
-                for tx in range(2):
-                    flat = row_base[:, :, None, iy, ty] + cols[:, None, :, ix, tx]  # (K, ph, pw)
-                    weight = w_rows[:, :, None, iy, ty] * w_cols[:, None, :, ix, tx]
-                    term = tf.gather(flat_features, flat) * weight[..., None]
-                    out = term if out is None else out + term
-    return out / float(s * s)
-
-
-align_fixed_xla = tf.function(align_fixed_impl, jit_compile=True, reduce_retracing=False)

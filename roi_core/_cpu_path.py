@@ -15,6 +15,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from . import _align_walk as walk
 from ._align_kernels import align_geometry
 from ._pool_kernels import pool_bins
 
@@ -23,14 +24,22 @@ from ._pool_kernels import pool_bins
 _LOCK = threading.Lock()
 
 # The direct RoIAlign loop visits every sample: above this many samples per bin (a box many
-# times the map with an adaptive grid) the graph kernels, whose cost follows the cells, serve.
-MAX_SAMPLES_PER_BIN = 1024
+# times the map with an adaptive grid) the graph kernels serve, as they do for such boxes.
+MAX_SAMPLES_PER_BIN = walk.MAX_SAMPLES_PER_BIN
 
 _ALIGN = 64  # bytes: TensorFlow's allocator alignment, kept so the DLPack import is a view
 
 
 # Tests switch the direct loops off to check the graph kernels an eager call takes without them.
 ENABLED = True
+
+# The ops whose loop has run in this process (compiled, or loaded from Numba's cache): small
+# calls take those loops too, but never pay for importing Numba or compiling.
+_READY: set = set()
+
+
+def ready(op) -> bool:
+    return op in _READY
 
 
 @functools.cache
@@ -99,6 +108,7 @@ def _forward(op, features, boxes, ph, pw, scale, static):
     kernel = {"pool": kernels.pool_forward, "ps_pool": kernels.ps_pool_forward}.get(op, kernels.align_forward)
     with _LOCK:
         kernel(feats, *geometry, out)
+    _READY.add(op)
     return tf.experimental.dlpack.from_dlpack(out.__dlpack__())
 
 

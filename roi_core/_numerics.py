@@ -19,13 +19,25 @@ def div(a, b):
     return tf.cast(tf.cast(a, tf.float64) / tf.cast(b, tf.float64), tf.float32)
 
 
+def round_to_float32(x64):
+    """float64 values rounded to the nearest float32 (ties to even), as float32, by integer
+    operations on the bits. A conversion (``fptrunc``) of a float64 product would not do: LLVM
+    narrows ``fptrunc(fpext a * fpext b)`` to a float32 multiply, which XLA then fuses with a
+    following add into one FMA. Exact for results in float32's normal range."""
+    bits = tf.bitcast(tf.cast(x64, tf.float64), tf.int64)
+    lsb = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 29), 1)  # of the kept mantissa
+    half_dropped = tf.constant((1 << 28) - 1, tf.int64)  # float64 keeps 29 more mantissa bits
+    bits = tf.bitwise.bitwise_and(bits + (half_dropped + lsb), tf.constant(~((1 << 29) - 1), tf.int64))
+    return tf.cast(tf.bitcast(bits, tf.float64), tf.float32)
+
+
 def mul(a, b):
-    """float32 a * b, rounded to float32 on its own. The float64 product of two float32 values
-    is exact, so rounding it gives the float32 product; and since the rounding is an explicit
-    conversion, XLA cannot fuse it with a following add into one FMA (which skips the rounding
-    torchvision's ``start + p * bin`` does and moves samples across the map's edge)."""
+    """float32 a * b, rounded to float32 on its own, as C++ does. XLA contracts a multiply and
+    a following add into one FMA, which skips that rounding and moves torchvision's
+    ``start + p * bin`` samples across the map's edge; a float64 product (exact for float32
+    operands) rounded by ``round_to_float32`` is opaque to that."""
     a64, b64 = (tf.cast(tf.cast(v, tf.float32), tf.float64) for v in (a, b))  # float32 operands, as in C++
-    return tf.cast(a64 * b64, tf.float32)
+    return round_to_float32(a64 * b64)
 
 
 def round_half_away(x):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ._align_core import roi_align_core
+from ._align_core import align_core
 from ._pool_kernels import pool_bins
 from .compile_policy import Plan
 
@@ -41,13 +41,6 @@ def ps_roi_pool_core(features, boxes, ph, pw, scale, *, plan: Plan):
 
 
 def ps_roi_align_core(features, boxes, ph, pw, scale, *, sampling_ratio: int, plan: Plan):
-    """RoIAlign (half-pixel aligned: torchvision's PS RoIAlign samples exactly where RoIAlign
-    with ``aligned=True`` does) over all channels, then each bin keeps its channel group."""
-    full = roi_align_core(features, boxes, ph, pw, scale, sampling_ratio=sampling_ratio, aligned=True, plan=plan)
-    shape = tf.shape(full)
-    k, channels = shape[0], shape[3]
-    groups = ph * pw
-    c_out = channels // groups
-    grouped = tf.reshape(full, tf.stack([k, groups, c_out, groups]))  # [k, bin, c, group]
-    diagonal = tf.linalg.diag_part(tf.transpose(grouped, [0, 2, 1, 3]))  # (K, c_out, bin)
-    return tf.reshape(tf.transpose(diagonal, [0, 2, 1]), tf.stack([k, ph, pw, c_out]))
+    """Half-pixel aligned RoIAlign (torchvision's PS RoIAlign samples exactly where RoIAlign with
+    ``aligned=True`` does), each bin reading only its own channel group."""
+    return align_core(features, boxes, ph, pw, scale, sampling_ratio, True, plan, position_sensitive=True)

@@ -29,7 +29,7 @@ class Plan:
     bucket: pad the box count of the separately compiled kernels to a few sizes (eager callers,
       whose count changes from call to call); a caller's own graph keeps its shapes.
     bounds: the kernels' static bounds, from the feature-map shape (see ``pool_bounds`` and
-      ``align_bounds``); None when the shape is unknown: the general paths only.
+      ``no_bounds``); None when the shape is unknown or the kernels need none.
     """
 
     compiled: bool
@@ -64,14 +64,10 @@ def pool_bounds(features, ph, pw):
     return max_rows, max_rows.bit_length(), levels_w
 
 
-def align_bounds(features, ph, pw):
-    """Static window lengths (rows, columns) that hold for every adaptive RoIAlign bin of RoIs
-    up to 1.5x the map: a bin of ``s`` cells touches at most ``floor(s) + 2`` grid lines. None
-    for unknown sizes. Larger RoIs take the general path."""
-    height, width = features.shape[1], features.shape[2]
-    if height is None or width is None:
-        return None
-    return min(height, -(-3 * (height + 1) // (2 * ph)) + 2), min(width, -(-3 * (width + 1) // (2 * pw)) + 2)
+def no_bounds(features, ph, pw):
+    """For kernels that need no static bounds (RoIAlign's sample walk, PS RoIPool): one trace
+    serves every feature-map shape."""
+    return None
 
 
 def bucketed(call, boxes, bucket):

@@ -49,11 +49,13 @@ def _prepare(features, boxes, output_size, spatial_scale):
 def _run(core, graph, features, boxes, ph, pw, scale, plan, direct=None, **static):
     """Eagerly: the core as one graph for any shape, the scale as a tensor (new scales reuse
     the trace); a large call on the CPU takes the ``direct`` loop (``_cpu_path``) instead of
-    compiled kernels, when Numba is installed."""
+    compiled kernels, when Numba is installed, and so does every later call of that op."""
     if tf.executing_eagerly():
         scale_t = tf.constant(scale, tf.float32)
         graph_call = lambda f: graph(f, boxes, ph, pw, scale_t, plan=plan, **static)  # noqa: E731
-        if direct and plan.compiled and _cpu_path.available(features):
+        # Small calls take the loops only once they are ready: no Numba import or compile
+        # before the first grid.
+        if direct and (plan.compiled or _cpu_path.ready(direct)) and _cpu_path.available(features):
             return _cpu_path.run(direct, features, boxes, ph, pw, scale_t, graph_call, **static)
         return graph_call(features)
     return core(features, boxes, ph, pw, scale, plan=plan, **static)
@@ -101,7 +103,7 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
-    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.align_bounds)
+    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.no_bounds)
     static = dict(sampling_ratio=sampling_ratio, aligned=bool(aligned))
     return _run(roi_align_core, _roi_align_graph, features, boxes, ph, pw, scale, plan, direct="align", **static)
 
@@ -134,7 +136,7 @@ def ps_roi_pool(features, boxes, output_size, spatial_scale=1.0):
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     _channel_groups(features, ph, pw)
-    plan = compile_policy.make_plan(features, boxes, ph, pw, lambda *_: None)
+    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.no_bounds)
     return _run(ps_roi_pool_core, _ps_roi_pool_graph, features, boxes, ph, pw, scale, plan, direct="ps_pool")
 
 
@@ -158,8 +160,7 @@ def ps_roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     _channel_groups(features, ph, pw)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
-    # the kernel pools all C channels: plan (and its compile threshold) by that work
-    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.align_bounds)
+    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.no_bounds)
     static = dict(sampling_ratio=sampling_ratio)
     return _run(ps_roi_align_core, _ps_roi_align_graph, features, boxes, ph, pw, scale, plan, direct="ps_align", **static)
 

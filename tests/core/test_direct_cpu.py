@@ -106,15 +106,21 @@ def test_huge_adaptive_grids_take_the_graph_kernels(monkeypatch):
         np.testing.assert_array_equal(got, roi_align(feats, huge, 2).numpy())
 
 
-def test_small_calls_and_graphs_do_not_take_the_direct_loops(monkeypatch):
+def test_small_calls_take_the_loops_only_once_they_are_ready_and_graphs_never(monkeypatch):
     calls = _count_calls(monkeypatch, "pool_forward")
+    monkeypatch.setattr(_cpu_path, "_READY", set())  # as in a fresh process
     feats, boxes = _case(6)
-    roi_pool(feats, boxes, 2)  # few outputs: the uncompiled graph path (instant on the first box)
+    roi_pool(feats, boxes, 2)  # few outputs, loop not run yet: the graph path (no Numba compile)
     tf.function(lambda f, b: roi_pool(f, b, 2))(feats, boxes)  # graphs stay serializable: no Python
     assert calls == []
     with eager_compiled(True, direct=True):
-        roi_pool(feats, boxes, 2)
+        roi_pool(feats, boxes, 2)  # a large call runs the loop
     assert calls == [1]
+    roi_pool(feats, boxes, 2)  # now small calls take it too
+    tf.function(lambda f, b: roi_pool(f, b, 2))(feats, boxes)
+    assert calls == [1, 1]
+    roi_align(feats, boxes, 2)  # another op's loop is not ready yet
+    assert calls == [1, 1] and not _cpu_path.ready("align")
 
 
 def test_two_threads_pool_at_once():
