@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from roi_core import roi_align, roi_pool
 from roi_core.reference import roi_align_ref, roi_pool_ref
-from tests.core.compile_modes import MODES, run_in_mode
+from tests.core.compile_modes import MODES, assert_align_equal, run_in_mode
 
 ATOL = 1e-5
 
@@ -57,7 +57,7 @@ def test_roi_align_matches_reference(scale, sampling_ratio, aligned, mode):
     boxes = np.concatenate([boxes, EDGE_BOXES])
     got = run_in_mode(mode, lambda f, b: roi_align(f, b, (3, 4), scale, sampling_ratio, aligned), feats, boxes)
     want = roi_align_ref(feats, boxes, (3, 4), scale, sampling_ratio, aligned)
-    np.testing.assert_allclose(got, want, atol=ATOL)
+    assert_align_equal(got, want, boxes, (3, 4), scale, sampling_ratio, aligned)
 
 
 def test_roi_align_large_adaptive_grid():
@@ -67,7 +67,7 @@ def test_roi_align_large_adaptive_grid():
     for aligned in (False, True):
         for mode in MODES:
             got = run_in_mode(mode, lambda f, b: roi_align(f, b, (2, 3), 1.0, -1, aligned), feats, boxes)
-            np.testing.assert_allclose(got, roi_align_ref(feats, boxes, (2, 3), 1.0, -1, aligned), atol=ATOL)
+            assert_align_equal(got, roi_align_ref(feats, boxes, (2, 3), 1.0, -1, aligned), boxes, (2, 3), 1.0, -1, aligned)
 
 
 box_coord = st.floats(-30, 120, allow_nan=False, width=32)
@@ -108,7 +108,7 @@ def test_roi_align_property(coords, ph, pw, scale, sampling_ratio, aligned, seed
     boxes = np.array(coords, dtype=np.float32)
     got = run_in_mode(mode, lambda f, b: roi_align(f, b, (ph, pw), scale, sampling_ratio, aligned), feats, boxes)
     want = roi_align_ref(feats, boxes, (ph, pw), scale, sampling_ratio, aligned)
-    np.testing.assert_allclose(got, want, atol=ATOL)
+    assert_align_equal(got, want, boxes, (ph, pw), scale, sampling_ratio, aligned)
 
 
 @pytest.mark.parametrize("jit", [False, True])

@@ -1,8 +1,10 @@
 """Box coordinates round as torchvision's C++ ``round`` does, in every call mode."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from roi_core import ps_roi_pool, roi_pool
+from roi_core._align_kernels import bin_starts
 from roi_core.reference import ps_roi_pool_ref, roi_pool_ref
 from tests.core.compile_modes import MODES, run_in_mode
 
@@ -31,3 +33,15 @@ def test_position_sensitive_pool_rounds_the_same(mode):
     boxes = np.array([[0, JUST_BELOW_HALF, JUST_BELOW_HALF, 4, 4]], np.float32)
     got = run_in_mode(mode, lambda f, b: ps_roi_pool(f, b, 2, 1.0), feats, boxes)
     np.testing.assert_allclose(got, ps_roi_pool_ref(feats, boxes, 2, 1.0), rtol=1e-6)
+
+
+def test_products_round_on_their_own_under_xla():
+    """torchvision's ``start + p * bin``: the product rounds, then the sum. XLA fuses a
+    multiply and an add into one FMA, and LLVM narrowed a float64 product rounded by a
+    conversion back into that multiply (50k of 460k bin starts differed)."""
+    rng = np.random.default_rng(0)
+    start = (rng.normal(size=1 << 15) * 50).astype(np.float32)
+    bins = (rng.random(size=1 << 15) * 20).astype(np.float32)
+    want = start[:, None] + (np.arange(7, dtype=np.float32)[None, :] * bins[:, None]).astype(np.float32)
+    got = tf.function(lambda s, b: bin_starts(s, b, 7), jit_compile=True)(start, bins).numpy()
+    np.testing.assert_array_equal(got, want)
