@@ -94,14 +94,20 @@ def _first_grid_probe():
     return first_grid
 
 
-def many_boxes_in_fresh_processes():
+def many_boxes_in_fresh_processes(repeats=2):
     """The first grid of an image with 100 boxes on VGG-like maps (512 channels, stride 16: a
     large call, which takes roi_core's Numba loops), each case in a fresh process with a warm
-    Numba cache (``make`` fills it), with the window's loop warm-up and without it (the baseline)."""
+    Numba cache (``make`` fills it), with the window's loop warm-up and without it (the baseline),
+    alternating; the best of ``repeats`` (this machine is shared: the noise only adds)."""
     from tests.bench.fresh import json_from_fresh_process
 
-    return {(case, warm): json_from_fresh_process("tests.bench.gui_bench", "--many-boxes", case, warm)
-            for case in ("first", "second", "import") for warm in ("off", "on")}
+    runs = {}
+    for _ in range(repeats):
+        for case in ("first", "second", "import"):
+            for warm in ("off", "on"):
+                ms = json_from_fresh_process("tests.bench.gui_bench", "--many-boxes", case, warm)
+                runs[case, warm] = min(ms, runs.get((case, warm), ms))
+    return runs
 
 
 def _vgg_like_model(path):
@@ -275,7 +281,7 @@ def run():
     # without the window's warm-up of the loops, and drags while the warm-up runs.
     from tests.bench.fresh import json_from_fresh_process
 
-    many = many_boxes_in_fresh_processes()
+    hundred = many_boxes_in_fresh_processes()
     drag_warm = json_from_fresh_process("tests.bench.gui_bench", "--drag-warm")
 
     # 2. 8000x6000 image: open to first paint.
@@ -315,10 +321,10 @@ def run():
     print(f"  first pooled grid after extraction, fresh process (the worker's warm-up of the op on show + the GUI's first update): "
           f"first image {first_grid[0]:.0f} ms, new sizes {first_grid[1]:.0f} / {first_grid[2]:.0f} ms  (target <= 1000 ms)")
     print("  first grid of a 100-box image, VGG-like maps (512 ch, stride 16; a large call: Numba loops), fresh process, "
-          "warm Numba cache, without -> with the loop warm-up after the first grid:")
+          "warm Numba cache, without -> with the loop warm-up after the first grid (best of 2):")
     for case, what in (("first", "as the session's first image"), ("second", "after a 5-box image"),
                        ("import", "100 boxes added to that image (GUI thread)")):
-        off, on = many[(case, "off")], many[(case, "on")]
+        off, on = hundred[(case, "off")], hundred[(case, "on")]
         print(f"    {what}: {off:.0f} -> {on:.0f} ms  (x{off / on:.1f})")
     d, a = drag_warm["during"], drag_warm["after"]
     print(f"  drags while the loops warm up ({drag_warm['warm_up_s']:.1f} s, {drag_warm['steps_during']} steps): "
