@@ -123,7 +123,6 @@ def run(op, features, boxes, ph, pw, scale, graph_call, **static):
     return direct(features)
 
 
-
 # (op, ph, pw) of the tiny calls ``warm`` makes: each array layout a real call hands the loops
 # (Numba compiles once per dtype, rank, layout and read-only flag). RoIPool's and RoIAlign's
 # features are read-only views of the tensor; the position-sensitive ops group channels into a

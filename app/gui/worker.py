@@ -78,15 +78,16 @@ class _LoopWarmUp(QtCore.QRunnable):
     """Compiles roi_core's Numba loops, or loads them from their on-disk cache, where large
     pooling calls would take them (Numba installed, tensors on the CPU): the import and load take
     ~0.7 s in a new process, a first compile seconds per op, which would otherwise fall on the
-    first call that pools enough boxes (the 85th box at 7x7 on 512 channels), on the GUI thread."""
+    first call that pools enough boxes (85 at 7x7 on 512 channels): an image opened later, or
+    boxes added on the GUI thread."""
 
     def run(self):
         try:
             features = tf.convert_to_tensor(np.zeros((1, 1, 1, 1), np.float32))  # as pooling converts them
             if _cpu_path.available(features):
                 # Its allocations (Numba's typing tables) set off a full garbage collection, which
-                # walked TensorFlow's ~360k objects holding the GIL: the GUI froze 0.25-0.55 s.
-                # Frozen, they are left out of every later collection (they live as long as the app).
+                # walked the ~360k objects of TensorFlow, Keras and Qt holding the GIL: the GUI
+                # froze 0.3-0.6 s. Frozen, they (alive as long as the app) skip later collections.
                 gc.freeze()
                 _cpu_path.warm()
         except Exception:  # only a lost head start: the first large call compiles, or says why not
