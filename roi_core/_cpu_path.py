@@ -131,3 +131,32 @@ def run(op, features, boxes, ph, pw, scale, graph_call, **static):
         return out, grad
 
     return direct(features)
+
+
+# (op, ph, pw) of the tiny calls ``warm`` makes: each array layout a real call hands the loops
+# (Numba compiles once per dtype, rank, layout and read-only flag). RoIPool's and RoIAlign's
+# features are read-only views of the tensor; the position-sensitive ops group channels into a
+# writable copy, but into a read-only view where that is already contiguous (1x1, or one output
+# channel). 7x7, the usual size, so its geometry graphs are traced here for the first real call.
+_WARM_CALLS = (("pool", 7, 7), ("align", 7, 7), ("ps_pool", 7, 7), ("ps_align", 7, 7), ("ps_pool", 1, 1))
+
+
+def warm() -> bool:
+    """Compile the loops for every signature a large call uses, or load them from Numba's
+    on-disk cache (``__pycache__`` beside ``_cpu_kernels.py``): each op runs through
+    ``_forward`` on a tiny map, so its arrays are made as a real call makes them. Afterwards no
+    large call stops to compile (seconds per op the first time on a machine; a new process
+    loads the cache in some tenths). False, doing nothing, without Numba or with the loops
+    switched off (``ENABLED``); True once the loops are ready."""
+    if not ENABLED or _kernels() is None:
+        return False
+    with tf.device("/CPU:0"):  # the loops' inputs are CPU tensors, whatever else is visible
+        boxes = tf.constant([[0.0, 0.0, 0.0, 1.0, 1.0]], tf.float32)
+        scale = tf.constant(1.0, tf.float32)
+        for op, ph, pw in _WARM_CALLS:
+            features = tf.zeros((1, 2, 2, 2 * ph * pw), tf.float32)  # 2 channels per PS group
+            static = {} if op.endswith("pool") else {"sampling_ratio": -1}
+            if op == "align":
+                static["aligned"] = True
+            _forward(op, features, boxes, ph, pw, scale, static)
+    return True

@@ -220,6 +220,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if doc is None or key != (str(doc.path), s.extractor, s.layer):
             return
         self.inspection.set_features(feats)
+        self.service.warm_loops()  # after the first grid, which must not wait for it
 
     def _on_load_failed(self, path, message):
         """Nothing of the previous image stays on show, and the list marks this one."""

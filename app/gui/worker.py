@@ -2,15 +2,22 @@
 (image, extractor, layer). A cancelled or superseded job's result is dropped."""
 from __future__ import annotations
 
+import gc
+import logging
 import traceback
 
 from PySide6 import QtCore
 
 import numpy as np
+import tensorflow as tf
 
 from app.extraction import extract_features
 from app.images import capped_for_extraction, read_image
 from app.pooling import pool_boxes
+from roi_core import _cpu_path
+
+# roi_core's loops are per process: the first window of a session warms them for every later one.
+_loops_warm_requested = False
 
 
 class _Signals(QtCore.QObject):
@@ -67,6 +74,26 @@ class _Job(QtCore.QRunnable):
                 pool_boxes(feats, np.zeros((count, 4), np.float32), settings)
 
 
+class _LoopWarmUp(QtCore.QRunnable):
+    """Compiles roi_core's Numba loops, or loads them from their on-disk cache, where large
+    pooling calls would take them (Numba installed, tensors on the CPU): the import and load take
+    ~0.7 s in a new process, a first compile seconds per op, which would otherwise fall on the
+    first call that pools enough boxes (85 at 7x7 on 512 channels): an image opened later, or
+    boxes added on the GUI thread."""
+
+    def run(self):
+        try:
+            features = tf.convert_to_tensor(np.zeros((1, 1, 1, 1), np.float32))  # as pooling converts them
+            if _cpu_path.available(features):
+                # Its allocations (Numba's typing tables) set off a full garbage collection, which
+                # walked the ~360k objects of TensorFlow, Keras and Qt holding the GIL: the GUI
+                # froze 0.3-0.6 s. Frozen, they (alive as long as the app) skip later collections.
+                gc.freeze()
+                _cpu_path.warm()
+        except Exception:  # only a lost head start: the first large call compiles, or says why not
+            logging.getLogger(__name__).warning("warming up the pooling loops failed", exc_info=True)
+
+
 class FeatureService(QtCore.QObject):
     image_ready = QtCore.Signal(object, object)
     features_ready = QtCore.Signal(object, object)
@@ -103,6 +130,14 @@ class FeatureService(QtCore.QObject):
         self._job = job
         self.busy_changed.emit(True)
         self.pool.start(job)
+
+    def warm_loops(self):
+        """Once per process, on the worker thread: roi_core's Numba loops (see ``_LoopWarmUp``).
+        Queued behind the running job and at low priority, so a job requested later runs first."""
+        global _loops_warm_requested
+        if not _loops_warm_requested:
+            _loops_warm_requested = True
+            self.pool.start(_LoopWarmUp(), -1)
 
     def cancel(self):
         if self._latest is not None:  # also stops a finished job's warm-up of the menu's other ops

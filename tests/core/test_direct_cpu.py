@@ -194,3 +194,58 @@ def test_direct_loops_equal_torchvision_loops_bit_for_bit(coords, size, scale, s
         sampled = roi_align(feats, boxes, size, scale, sampling_ratio, aligned).numpy()
     np.testing.assert_array_equal(pooled, roi_pool_ref(feats, boxes, size, scale))
     assert_align_equal(sampled, roi_align_ref(feats, boxes, size, scale, sampling_ratio, aligned), boxes, size, scale, sampling_ratio, aligned)
+
+
+_WARM_SCRIPT = """
+import numpy as np
+import tensorflow as tf
+from roi_core import _cpu_kernels, _cpu_path, multi_scale_roi_align, ps_roi_align, ps_roi_pool, roi_align, roi_pool
+from tests.core.compile_modes import eager_compiled
+
+loops = (_cpu_kernels.pool_forward, _cpu_kernels.ps_pool_forward, _cpu_kernels.align_forward)
+assert all(not loop.signatures for loop in loops), "a loop was compiled before warm()"
+assert _cpu_path.warm() is True
+warmed = [set(loop.signatures) for loop in loops]
+
+served, forward = [], _cpu_path._forward
+_cpu_path._forward = lambda *args: served.append(forward(*args)) or served[-1]
+rng = np.random.default_rng(0)
+feats = lambda c, b=1: rng.normal(size=(b, 9, 11, c)).astype(np.float32)
+boxes = np.c_[rng.integers(0, 2, 30), rng.uniform(-4, 80, (30, 4))].astype(np.float32)
+with eager_compiled(True, direct=True):
+    roi_pool(feats(5, 2), boxes, 7, 0.25)  # NumPy features, as the GUI and the export pass them
+    roi_pool(tf.constant(feats(3, 2)), boxes, (2, 3), 0.5)
+    roi_align(feats(4, 2), boxes, 7, 0.25, -1, True)
+    roi_align(tf.constant(feats(4, 2)), boxes, (3, 1), 0.5, 2, False)
+    ps_roi_pool(feats(49 * 3, 2), boxes, 7, 0.25)  # channels grouped into a copy
+    ps_roi_pool(feats(3, 2), boxes, 1, 0.25)  # 1x1: the grouping is a view
+    ps_roi_pool(feats(6, 2), boxes, (2, 3), 0.25)  # one channel per group: a view too
+    ps_roi_align(feats(12, 2), boxes, 2, 0.25, -1)
+    ps_roi_align(feats(3, 2), boxes, 1, 0.25, 2)
+    levels = [feats(2), rng.normal(size=(1, 5, 6, 2)).astype(np.float32)]
+    multi_scale_roi_align(levels, boxes * np.float32([0, 1, 1, 1, 1]), 7, (36, 44))
+assert len(served) >= 11 and all(out is not None for out in served), "a call did not take the loops"
+new = [sorted(map(str, set(loop.signatures) - had)) for loop, had in zip(loops, warmed)]
+assert not any(new), f"compiled after warm(): {new}"
+print("ok")
+"""
+
+
+def test_warm_compiles_every_signature_a_large_call_uses(pytestconfig):
+    """After ``warm()`` no large call compiles a loop: in a fresh process (the loops hold their
+    signatures per process), every layout a real call hands them (NumPy or tensor features,
+    several images, the position-sensitive ops' grouped copies and views) is already there."""
+    done = subprocess.run([sys.executable, "-c", _WARM_SCRIPT], capture_output=True, text=True, timeout=600, cwd=pytestconfig.rootpath)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_warm_does_nothing_without_numba_or_with_the_loops_off(monkeypatch):
+    ran = []
+    monkeypatch.setattr(_cpu_path, "_forward", lambda *args: ran.append(args))
+    monkeypatch.setattr(_cpu_path, "ENABLED", False)
+    assert _cpu_path.warm() is False
+    monkeypatch.setattr(_cpu_path, "ENABLED", True)
+    monkeypatch.setattr(_cpu_path, "_kernels", lambda: None)
+    assert _cpu_path.warm() is False
+    assert ran == []
