@@ -270,6 +270,93 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     return tf.where(empty[..., None], 0.0, out)
 
 
+_WALK_GROUP = 256  # bins per pass of the window walk
+_WALK_UNROLL = 4  # cells read per loop step
+
+
+def _walk_bins(features, boxes, ph, pw, scale):
+    """Every bin's window for the walk, flat over (K, ph, pw) plus one empty spare bin (so that
+    no array is empty when K turns out 0 at run time): first cell (a row of the features
+    flattened to (B * H * W, C)), width, area and the image's first cell; and the bins' order,
+    largest area first."""
+    shape = tf.shape(features)
+    height, width = shape[1], shape[2]
+    b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
+    rows, cols = tf.maximum(he - hs, 0)[:, :, None], tf.maximum(we - ws, 0)[:, None, :]
+    image = (b * height * width)[:, None, None]
+    first = image + tf.minimum(hs, height - 1)[:, :, None] * width + tf.minimum(ws, width - 1)[:, None, :]
+    flat = lambda t: tf.concat([tf.reshape(tf.broadcast_to(t, tf.shape(first)), [-1]), [0]], 0)  # noqa: E731
+    area = flat(rows * cols)
+    return flat(first), flat(tf.maximum(cols, 1)), area, flat(image), tf.argsort(area, direction="DESCENDING")
+
+
+def _walk(features, boxes, ph, pw, scale, visit, carry):
+    """Visit the first maximum of every bin, ``_WALK_GROUP`` bins at a time.
+
+    Bins go largest first, so each pass walks its first bin's cells (``_WALK_UNROLL`` per step,
+    row-major) and the smaller bins re-read their last cell, which never wins: a strict ``>``
+    from -FLT_MAX keeps torchvision's first maximum, skips NaN, and leaves bins of -inf and
+    -FLT_MAX without a winner. The work follows the bins' area, whatever the RoIs' size, and no
+    table is built. ``visit(bins, best, index, carry)`` gets each pass's bin numbers (``(G,)``,
+    flat over (K, ph, pw); the spare bin is number K * ph * pw), maxima (``(G, C)``: -FLT_MAX
+    without a winner, 0 for an empty bin) and flat spatial indices ``h * W + w`` (-1 without a
+    winner or cells), and returns the new carry. The last pass fills up with the smallest bin
+    again, which is then visited more than once."""
+    channels = tf.shape(features)[3]
+    width = tf.shape(features)[2]
+    first, cols, area, image, order = _walk_bins(features, boxes, ph, pw, scale)
+    n = tf.shape(area)[0] - 1
+    group = _WALK_GROUP
+    n_groups = (n + group - 1) // group
+    slots = tf.gather(order, tf.minimum(tf.range(tf.maximum(n_groups, 1) * group), n))
+    flat = tf.reshape(features, [-1, channels])
+
+    def one_group(i, carry):
+        ids = tf.slice(slots, [i * group], [group])
+        size = tf.gather(area, ids)
+        start, x, last = tf.gather(first, ids), tf.gather(cols, ids), tf.maximum(size - 1, 0)
+
+        def cells(t):  # (unroll, G): the next cells of each bin, row-major
+            tap = tf.minimum(t + tf.range(_WALK_UNROLL)[:, None], last)
+            row = tap // x
+            return start + row * width + (tap - row * x)
+
+        def step(t, best, index, cell):
+            values = tf.gather(flat, cell)  # (unroll, G, C)
+            for u in range(_WALK_UNROLL):
+                wins = values[u] > best
+                best = tf.where(wins, values[u], best)
+                index = tf.where(wins, cell[u][:, None], index)
+            return t + _WALK_UNROLL, best, index, cells(t + _WALK_UNROLL)
+
+        best = tf.fill(tf.stack([group, channels]), -_FLT_MAX)
+        index = tf.fill(tf.stack([group, channels]), -1)
+        limit = tf.gather(area, ids[0])  # the largest bin of the pass
+        _, best, index, _ = tf.while_loop(lambda t, *_: t < limit, step, (tf.constant(0), best, index, cells(0)))
+        empty = (size <= 0)[:, None]  # its one re-read cell (a clamped one) does not count
+        spatial = tf.where((index >= 0) & ~empty, index - tf.gather(image, ids)[:, None], -1)
+        return i + 1, visit(ids, tf.where(empty, 0.0, best), spatial, carry)
+
+    return tf.while_loop(lambda i, _: i < n_groups, one_group, (tf.constant(0), carry))[1]
+
+
+def _pool_forward_walk(features, boxes, ph, pw, scale):
+    """Forward RoIPool by the window walk, for RoIs of any size (XLA only: its scatter drops the
+    writes to the spare bin's row, which is out of bounds)."""
+    k, channels = tf.shape(boxes)[0], tf.shape(features)[3]
+    if boxes.shape[0] == 0:  # a scatter into a static empty output does not even trace
+        return tf.zeros(tf.stack([0, ph, pw, channels]))
+
+    def write(ids, best, _, out):
+        return tf.tensor_scatter_nd_update(out, ids[:, None], best)
+
+    # A box count unknown when traced may be 0 when compiled, and XLA does not compile a scatter
+    # into an empty output: one spare row then, dropped at the end (a copy, on this rare path).
+    spare = 1 if boxes.shape[0] is None else 0
+    out = _walk(features, boxes, ph, pw, scale, write, tf.zeros(tf.stack([k * ph * pw + spare, channels])))
+    return tf.reshape(out[: k * ph * pw] if spare else out, tf.stack([k, ph, pw, channels]))
+
+
 _pool_forward_xla = tf.function(_pool_forward_rows, jit_compile=True, reduce_retracing=False)
 _pool_argmax_xla = tf.function(_pool_argmax_impl, jit_compile=True, reduce_retracing=False)
 
@@ -278,6 +365,12 @@ def _pool_dispatch(features, boxes, ph, pw, scale, *, plan: Plan, argmax: bool):
     """The compiled kernel when every bin fits ``plan.bounds`` (see compile_policy.pool_bounds),
     else the general one; ``argmax``: the backward pass's first-maximum indices."""
     fast, general = (_pool_argmax_xla, _pool_argmax_impl) if argmax else (_pool_forward_xla, _pool_forward_impl)
+    if plan.xla and not argmax:
+        # Inside the caller's XLA the general path would be sparse tables of the whole map
+        # (static shapes): the walk instead, whose only large buffer is the output. XLA
+        # allocates every branch's buffers on each call, and buffers above glibc's mmap
+        # threshold come as fresh pages each time.
+        general = _pool_forward_walk
     if plan.bounds is None or not plan.compiled:
         return general(features, boxes, ph, pw, scale)
     max_rows, levels_h, levels_w = plan.bounds
