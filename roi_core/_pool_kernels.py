@@ -2,18 +2,20 @@
 
 Bins of RoIs inside the map (at most ``(H + 2) / ph + 2`` rows) take a compiled path: a 1-D
 sparse table along W answers each bin row with two lookups, and a short static chain of maxima
-over the bin's rows fuses into one XLA loop. Other bins (RoIs much larger than the map) use a
-2-D sparse table built only to the levels they need. The gradient goes to each bin's first
-maximum in row-major order, as torchvision's strict ``>`` does (a custom gradient; index tables
-are only built in the backward pass).
+over the bin's rows fuses into one XLA loop. Other bins (RoIs much larger than the map) take,
+inside the caller's XLA, the window walk (``_pool_walk``), and outside it 2-D sparse tables
+built only to the levels they need. The gradient goes to each bin's first maximum in row-major
+order, as torchvision's strict ``>`` does (a custom gradient): compiled plans find it by the
+walk, small eager calls on index tables.
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
-from ._numerics import div as _div, mul as _mul, floor_log2 as _floor_log2, in_xla_context as _in_xla_context
+from ._numerics import div as _div, mul as _mul, floor_log2 as _floor_log2
 from ._numerics import round_half_away as _round_half_away
+from . import _pool_walk
 from .compile_policy import Plan, bucketed
 
 # Rounded coordinates are clamped to +-2**60 cells before the integer conversion: every value
@@ -47,10 +49,8 @@ def pool_bins(boxes, ph, pw, scale, height, width, *, position_sensitive=False):
     return b, hs, he, ws, we
 
 
-def _num_levels(max_len, static_len):
+def _num_levels(max_len):
     """Sparse-table levels needed for bins up to ``max_len`` (at least 1)."""
-    if _in_xla_context() and static_len is not None:
-        return max(static_len.bit_length(), 1)  # static: every level the axis can use
     return _floor_log2(tf.maximum(max_len, 1)) + 1
 
 
@@ -141,26 +141,19 @@ def _crop_to_bins(features, hs, he, ws, we):
     return cropped, (y0, hs - y0, he - y0), (x0, ws - x0, we - x0)
 
 
-def _pool_lookups(features, boxes, ph, pw, scale, with_index, levels=None):
-    """The four block lookups of every bin, as flat table rows, plus the empty-bin mask.
-
-    ``levels``: static ``(levels_h, levels_w)`` (Python ints) or None to build only the levels
-    the bins need (a data-dependent count)."""
+def _pool_lookups(features, boxes, ph, pw, scale, with_index):
+    """The four block lookups of every bin, as flat table rows, plus the empty-bin mask, on
+    sparse tables of the cells the bins cover, built to the levels they need (data-dependent
+    shapes: outside XLA only)."""
     fshape = tf.shape(features)
     full_width = fshape[2]
     b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, fshape[1], fshape[2])
-    y0, x0 = tf.constant(0), tf.constant(0)
-    if levels is None and not _in_xla_context():  # the general path (XLA needs static shapes):
-        # tables of the cells some bin covers, not of the whole map
-        features, (y0, hs, he), (x0, ws, we) = _crop_to_bins(features, hs, he, ws, we)
-        fshape = tf.shape(features)
+    features, (y0, hs, he), (x0, ws, we) = _crop_to_bins(features, hs, he, ws, we)
+    fshape = tf.shape(features)
     n_img, height, width, channels = fshape[0], fshape[1], fshape[2], fshape[3]
     len_h, len_w = he - hs, we - ws  # (K, ph), (K, pw)
-    if levels is None:
-        levels_h = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_h, [-1])], 0)), features.shape[1])
-        levels_w = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_w, [-1])], 0)), features.shape[2])
-    else:
-        levels_h, levels_w = levels
+    levels_h = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_h, [-1])], 0)))
+    levels_w = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_w, [-1])], 0)))
     index = None
     if with_index:  # flat h * W + w of the whole map
         spatial = (tf.range(height)[:, None] + y0) * full_width + tf.range(width)[None, :] + x0
@@ -198,18 +191,18 @@ def _as_torchvision_sees(features):
     return tf.where(features > -_FLT_MAX, features, -_FLT_MAX)
 
 
-def _pool_forward_impl(features, boxes, ph, pw, scale, levels=None):
+def _pool_forward_impl(features, boxes, ph, pw, scale):
     features = _as_torchvision_sees(features)
-    flat_v, _, rows, empty, _ = _pool_lookups(features, boxes, ph, pw, scale, False, levels)
-    out = tf.reduce_max(tf.gather(flat_v, rows), axis=3)  # fused into one pass under XLA
+    flat_v, _, rows, empty, _ = _pool_lookups(features, boxes, ph, pw, scale, False)
+    out = tf.reduce_max(tf.gather(flat_v, rows), axis=3)
     return tf.where(empty[..., None], tf.zeros_like(out), out)
 
 
-def _pool_argmax_impl(features, boxes, ph, pw, scale, levels=None):
+def _pool_argmax_impl(features, boxes, ph, pw, scale):
     """Flat spatial index (h * W + w) of each bin's first maximum; -1 for empty bins and bins
     without a value above -FLT_MAX."""
     features = _as_torchvision_sees(features)
-    flat_v, flat_i, rows, empty, b = _pool_lookups(features, boxes, ph, pw, scale, True, levels)
+    flat_v, flat_i, rows, empty, b = _pool_lookups(features, boxes, ph, pw, scale, True)
     values, index = tf.gather(flat_v, rows), tf.gather(flat_i, rows)  # (K, ph, pw, 4, C)
     best_v, best_i = values[:, :, :, 0], index[:, :, :, 0]
     for j in range(1, 4):
@@ -270,117 +263,67 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     return tf.where(empty[..., None], 0.0, out)
 
 
-_WALK_GROUP = 256  # bins per pass of the window walk
-_WALK_UNROLL = 4  # cells read per loop step
-
-
-def _walk_bins(features, boxes, ph, pw, scale):
-    """Every bin's window for the walk, flat over (K, ph, pw) plus one empty spare bin (so that
-    no array is empty when K turns out 0 at run time): first cell (a row of the features
-    flattened to (B * H * W, C)), width, area and the image's first cell; and the bins' order,
-    largest area first."""
-    shape = tf.shape(features)
-    height, width = shape[1], shape[2]
-    b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
-    rows, cols = tf.maximum(he - hs, 0)[:, :, None], tf.maximum(we - ws, 0)[:, None, :]
-    image = (b * height * width)[:, None, None]
-    first = image + tf.minimum(hs, height - 1)[:, :, None] * width + tf.minimum(ws, width - 1)[:, None, :]
-    flat = lambda t: tf.concat([tf.reshape(tf.broadcast_to(t, tf.shape(first)), [-1]), [0]], 0)  # noqa: E731
-    area = flat(rows * cols)
-    return flat(first), flat(tf.maximum(cols, 1)), area, flat(image), tf.argsort(area, direction="DESCENDING")
-
-
-def _walk(features, boxes, ph, pw, scale, visit, carry):
-    """Visit the first maximum of every bin, ``_WALK_GROUP`` bins at a time.
-
-    Bins go largest first, so each pass walks its first bin's cells (``_WALK_UNROLL`` per step,
-    row-major) and the smaller bins re-read their last cell, which never wins: a strict ``>``
-    from -FLT_MAX keeps torchvision's first maximum, skips NaN, and leaves bins of -inf and
-    -FLT_MAX without a winner. The work follows the bins' area, whatever the RoIs' size, and no
-    table is built. ``visit(bins, best, index, carry)`` gets each pass's bin numbers (``(G,)``,
-    flat over (K, ph, pw); the spare bin is number K * ph * pw), maxima (``(G, C)``: -FLT_MAX
-    without a winner, 0 for an empty bin) and flat spatial indices ``h * W + w`` (-1 without a
-    winner or cells), and returns the new carry. The last pass fills up with the smallest bin
-    again, which is then visited more than once."""
-    channels = tf.shape(features)[3]
-    width = tf.shape(features)[2]
-    first, cols, area, image, order = _walk_bins(features, boxes, ph, pw, scale)
-    n = tf.shape(area)[0] - 1
-    group = _WALK_GROUP
-    n_groups = (n + group - 1) // group
-    slots = tf.gather(order, tf.minimum(tf.range(tf.maximum(n_groups, 1) * group), n))
-    flat = tf.reshape(features, [-1, channels])
-
-    def one_group(i, carry):
-        ids = tf.slice(slots, [i * group], [group])
-        size = tf.gather(area, ids)
-        start, x, last = tf.gather(first, ids), tf.gather(cols, ids), tf.maximum(size - 1, 0)
-
-        def cells(t):  # (unroll, G): the next cells of each bin, row-major
-            tap = tf.minimum(t + tf.range(_WALK_UNROLL)[:, None], last)
-            row = tap // x
-            return start + row * width + (tap - row * x)
-
-        def step(t, best, index, cell):
-            values = tf.gather(flat, cell)  # (unroll, G, C)
-            for u in range(_WALK_UNROLL):
-                wins = values[u] > best
-                best = tf.where(wins, values[u], best)
-                index = tf.where(wins, cell[u][:, None], index)
-            return t + _WALK_UNROLL, best, index, cells(t + _WALK_UNROLL)
-
-        best = tf.fill(tf.stack([group, channels]), -_FLT_MAX)
-        index = tf.fill(tf.stack([group, channels]), -1)
-        limit = tf.gather(area, ids[0])  # the largest bin of the pass
-        _, best, index, _ = tf.while_loop(lambda t, *_: t < limit, step, (tf.constant(0), best, index, cells(0)))
-        empty = (size <= 0)[:, None]  # its one re-read cell (a clamped one) does not count
-        spatial = tf.where((index >= 0) & ~empty, index - tf.gather(image, ids)[:, None], -1)
-        return i + 1, visit(ids, tf.where(empty, 0.0, best), spatial, carry)
-
-    return tf.while_loop(lambda i, _: i < n_groups, one_group, (tf.constant(0), carry))[1]
-
-
-def _pool_forward_walk(features, boxes, ph, pw, scale):
-    """Forward RoIPool by the window walk, for RoIs of any size (XLA only: its scatter drops the
-    writes to the spare bin's row, which is out of bounds)."""
-    k, channels = tf.shape(boxes)[0], tf.shape(features)[3]
-    if boxes.shape[0] == 0:  # a scatter into a static empty output does not even trace
-        return tf.zeros(tf.stack([0, ph, pw, channels]))
-
-    def write(ids, best, _, out):
-        return tf.tensor_scatter_nd_update(out, ids[:, None], best)
-
-    # A box count unknown when traced may be 0 when compiled, and XLA does not compile a scatter
-    # into an empty output: one spare row then, dropped at the end (a copy, on this rare path).
-    spare = 1 if boxes.shape[0] is None else 0
-    out = _walk(features, boxes, ph, pw, scale, write, tf.zeros(tf.stack([k * ph * pw + spare, channels])))
-    return tf.reshape(out[: k * ph * pw] if spare else out, tf.stack([k, ph, pw, channels]))
-
-
 _pool_forward_xla = tf.function(_pool_forward_rows, jit_compile=True, reduce_retracing=False)
-_pool_argmax_xla = tf.function(_pool_argmax_impl, jit_compile=True, reduce_retracing=False)
 
 
-def _pool_dispatch(features, boxes, ph, pw, scale, *, plan: Plan, argmax: bool):
-    """The compiled kernel when every bin fits ``plan.bounds`` (see compile_policy.pool_bounds),
-    else the general one; ``argmax``: the backward pass's first-maximum indices."""
-    fast, general = (_pool_argmax_xla, _pool_argmax_impl) if argmax else (_pool_forward_xla, _pool_forward_impl)
-    if plan.xla and not argmax:
-        # Inside the caller's XLA the general path would be sparse tables of the whole map
-        # (static shapes): the walk instead, whose only large buffer is the output. XLA
-        # allocates every branch's buffers on each call, and buffers above glibc's mmap
-        # threshold come as fresh pages each time.
-        general = _pool_forward_walk
+def _walk_forward(features, boxes, ph, pw, scale):
+    shape = tf.shape(features)
+    return _pool_walk.forward(features, pool_bins(boxes, ph, pw, scale, shape[1], shape[2]), ph, pw)
+
+
+def _walk_backward(features, boxes, ph, pw, scale, upstream):
+    shape = tf.shape(features)
+    return _pool_walk.backward(features, pool_bins(boxes, ph, pw, scale, shape[1], shape[2]), upstream)
+
+
+_walk_backward_xla = tf.function(_walk_backward, jit_compile=True, reduce_retracing=False)
+
+
+def _pool_forward(features, boxes, ph, pw, scale, plan: Plan):
+    """The compiled row kernel when every bin fits ``plan.bounds`` (see
+    compile_policy.pool_bounds); else, inside the caller's XLA, the walk, and the uncompiled
+    general path outside it. (In XLA the general path would be sparse tables of the whole map,
+    static shapes: XLA allocates every branch's buffers on each call, and buffers above glibc's
+    mmap threshold come as fresh pages each time.)"""
+    general = _walk_forward if plan.xla else _pool_forward_impl
     if plan.bounds is None or not plan.compiled:
         return general(features, boxes, ph, pw, scale)
-    max_rows, levels_h, levels_w = plan.bounds
+    max_rows, _, levels_w = plan.bounds
     shape = tf.shape(features)
     _, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, shape[1], shape[2])
     fits = tf.logical_and(tf.reduce_all(he - hs <= max_rows), tf.reduce_all(we - ws < (1 << levels_w)))
-    static = (levels_h, levels_w) if argmax else (max_rows, levels_w)
-    run_fast = lambda: bucketed(lambda bx: fast(features, bx, ph, pw, scale, static), boxes, plan.bucket)  # noqa: E731
-    run_general = lambda: general(features, boxes, ph, pw, scale)  # noqa: E731
-    return tf.cond(fits, run_fast, run_general)  # eagerly too, tf.cond runs just the branch taken
+    fast = lambda bx: _pool_forward_xla(features, bx, ph, pw, scale, (max_rows, levels_w))  # noqa: E731
+    run_fast = lambda: bucketed(fast, boxes, plan.bucket)  # noqa: E731
+    return tf.cond(fits, run_fast, lambda: general(features, boxes, ph, pw, scale))  # eagerly, just the branch taken
+
+
+def _pool_backward(features, boxes, ph, pw, scale, upstream, plan: Plan):
+    """The gradient: compiled plans walk the bins once and add each bin's upstream at its first
+    maximum (inlined into the caller's XLA, else one compiled call); small eager calls find
+    the first maxima on sparse tables and sum them uncompiled."""
+    if plan.xla:
+        return _walk_backward(features, boxes, ph, pw, scale, upstream)
+    if plan.compiled:
+        grad = []
+
+        def call(padded):  # eager callers: boxes padded to a few counts, with zero upstream
+            extra = tf.shape(padded)[0] - tf.shape(boxes)[0]
+            up = tf.pad(upstream, [[0, extra], [0, 0], [0, 0], [0, 0]])
+            grad.append(_walk_backward_xla(features, padded, ph, pw, scale, up))
+            return padded
+
+        bucketed(call, boxes, plan.bucket)
+        return grad[0]
+    argmax, b = _pool_argmax_impl(features, boxes, ph, pw, scale)
+    shape = tf.shape(features)
+    hw = tf.cast(shape[1] * shape[2], tf.int64)
+    channels = tf.cast(shape[3], tf.int64)
+    total = tf.cast(shape[0], tf.int64) * hw * channels
+    c = tf.range(channels)[None, None, None, :]
+    flat = (tf.cast(b, tf.int64)[:, None, None, None] * hw + tf.cast(argmax, tf.int64)) * channels + c
+    flat = tf.where(argmax >= 0, flat, total)  # empty bins go to a dropped slot
+    summed = tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(flat, [-1]), total + 1)
+    return tf.reshape(summed[:-1], shape)
 
 
 def roi_pool_core(features, boxes, ph, pw, scale, *, plan: Plan):
@@ -389,20 +332,9 @@ def roi_pool_core(features, boxes, ph, pw, scale, *, plan: Plan):
 
     @tf.custom_gradient
     def pool(feats):
-        out = _pool_dispatch(feats, boxes, ph, pw, scale, plan=plan, argmax=False)
-
         def grad(upstream):
-            argmax, b = _pool_dispatch(feats, boxes, ph, pw, scale, plan=plan, argmax=True)
-            shape = tf.shape(feats)
-            hw = tf.cast(shape[1] * shape[2], tf.int64)
-            channels = tf.cast(shape[3], tf.int64)
-            total = tf.cast(shape[0], tf.int64) * hw * channels
-            c = tf.range(channels)[None, None, None, :]
-            flat = (tf.cast(b, tf.int64)[:, None, None, None] * hw + tf.cast(argmax, tf.int64)) * channels + c
-            flat = tf.where(argmax >= 0, flat, total)  # empty bins go to a dropped slot
-            summed = tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(flat, [-1]), total + 1)
-            return tf.reshape(summed[:-1], shape)
+            return _pool_backward(feats, boxes, ph, pw, scale, upstream, plan)
 
-        return out, grad
+        return _pool_forward(feats, boxes, ph, pw, scale, plan), grad
 
     return pool(features)
