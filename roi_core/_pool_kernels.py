@@ -222,15 +222,13 @@ def _row_window_maxima(features, count):
     width = features.shape[2]
     if width is None:
         return _levels_along(features, None, axis=2, count=count)[0]
-    span = 1 << (count - 1)
-    edge = tf.repeat(features[:, :, -1:], span - 1, axis=2)  # repeating the last cell: max unchanged
-    padded = tf.concat([features, edge], axis=2)
-    shifted = [padded[:, :, d : d + width] for d in range(span)]
     levels = [features]
     for j in range(1, count):
         level = levels[-1]
         for d in range(1 << (j - 1), 1 << j):
-            level = tf.maximum(level, shifted[d])
+            # cell w + d, clamped: the last cell again, which leaves the maximum as it is. A gather
+            # of constant columns fuses into the table's loop; padding the map was one more copy.
+            level = tf.maximum(level, tf.gather(features, np.minimum(np.arange(width) + d, width - 1), axis=2))
         levels.append(level)
     return tf.stack(levels)
 
@@ -239,12 +237,15 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     """Forward RoIPool for bins of at most ``max_rows`` rows, ``bounds = (max_rows, levels_w)``:
     a 1-D sparse table along W answers each row of a bin with two lookups, and the bin's rows
     are a short static chain of maxima. XLA fuses the chain into one loop over the output, so
-    the only large write is the output itself (a 2-D table costs levels_h x levels_w maps)."""
+    the only large write is the output itself (a 2-D table costs levels_h x levels_w maps).
+    Also returns whether each box's bins fit the bounds (``(K,)``): computed here, in the same
+    compiled call, the check costs no graph ops of its own."""
     max_rows, levels_w = bounds
     shape = tf.shape(features)
     n_img, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
     len_h, len_w = he - hs, we - ws
+    fits = tf.logical_and(tf.reduce_all(len_h <= max_rows, axis=1), tf.reduce_all(len_w < (1 << levels_w), axis=1))
     table = _row_window_maxima(_as_torchvision_sees(features), levels_w)  # (Lw, B, H, W, C)
     flat = tf.reshape(table, [-1, channels])
     c = _floor_log2(tf.maximum(len_w, 1))  # (K, pw)
@@ -260,7 +261,7 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
         best = tf.where((i < len_h)[:, :, None, None], best, -np.inf)
         out = best if out is None else tf.maximum(out, best)
     empty = (len_h[:, :, None] <= 0) | (len_w[:, None, :] <= 0)
-    return tf.where(empty[..., None], 0.0, out)
+    return tf.where(empty[..., None], 0.0, out), fits
 
 
 _pool_forward_xla = tf.function(_pool_forward_rows, jit_compile=True, reduce_retracing=False)
@@ -289,12 +290,12 @@ def _pool_forward(features, boxes, ph, pw, scale, plan: Plan):
     if plan.bounds is None or not plan.compiled:
         return general(features, boxes, ph, pw, scale)
     max_rows, _, levels_w = plan.bounds
-    shape = tf.shape(features)
-    _, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, shape[1], shape[2])
-    fits = tf.logical_and(tf.reduce_all(he - hs <= max_rows), tf.reduce_all(we - ws < (1 << levels_w)))
     fast = lambda bx: _pool_forward_xla(features, bx, ph, pw, scale, (max_rows, levels_w))  # noqa: E731
-    run_fast = lambda: bucketed(fast, boxes, plan.bucket)  # noqa: E731
-    return tf.cond(fits, run_fast, lambda: general(features, boxes, ph, pw, scale))  # eagerly, just the branch taken
+    out, fits = bucketed(fast, boxes, plan.bucket)
+    # The row kernel runs first, whatever the boxes, and checks the bounds itself: a check
+    # before it was a dozen graph ops and a conditional call more on every call, and boxes
+    # beyond the bounds are rare (they pay for the row kernel and then the general path).
+    return tf.cond(tf.reduce_all(fits), lambda: out, lambda: general(features, boxes, ph, pw, scale))
 
 
 def _pool_backward(features, boxes, ph, pw, scale, upstream, plan: Plan):
