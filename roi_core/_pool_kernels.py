@@ -280,8 +280,8 @@ def _walk_backward(features, boxes, ph, pw, scale, upstream):
 _walk_backward_xla = tf.function(_walk_backward, jit_compile=True, reduce_retracing=False)
 
 
-def _pool_forward(features, boxes, ph, pw, scale, plan: Plan):
-    """The compiled row kernel when every bin fits ``plan.bounds`` (see
+def _pool_dispatch(features, boxes, ph, pw, scale, *, plan: Plan):
+    """The forward pass: the compiled row kernel when every bin fits ``plan.bounds`` (see
     compile_policy.pool_bounds); else, inside the caller's XLA, the walk, and the uncompiled
     general path outside it. (In XLA the general path would be sparse tables of the whole map,
     static shapes: XLA allocates every branch's buffers on each call, and buffers above glibc's
@@ -336,6 +336,6 @@ def roi_pool_core(features, boxes, ph, pw, scale, *, plan: Plan):
         def grad(upstream):
             return _pool_backward(feats, boxes, ph, pw, scale, upstream, plan)
 
-        return _pool_forward(feats, boxes, ph, pw, scale, plan), grad
+        return _pool_dispatch(feats, boxes, ph, pw, scale, plan=plan), grad
 
     return pool(features)

@@ -103,13 +103,13 @@ def backward(features, bins, upstream):
     up = tf.reshape(upstream, [-1, channels])
     if bins[0].shape[0] is None:  # K may be 0 at run time: a row for the spare bin to read
         up = tf.concat([up, tf.zeros([1, channels])], 0)
-    channel = tf.range(channels)[None, :]
-    # Element (cell, c) of the features flattened to one axis; no winner: past the end, where
-    # XLA's scatter drops it.
-    size = tf.size(features)
+    channel = tf.range(tf.cast(channels, tf.int64))[None, :]
+    # Element (cell, c) of the features flattened to one axis (int64: a map may have more than
+    # 2**31 values); no winner: past the end, where XLA's scatter drops it.
+    size = tf.size(features, out_type=tf.int64)
 
     def add(ids, _, cell, grad):
-        at = tf.where(cell >= 0, cell * channels + channel, size)
+        at = tf.where(cell >= 0, tf.cast(cell, tf.int64) * tf.cast(channels, tf.int64) + channel, size)
         return tf.tensor_scatter_nd_add(grad, tf.reshape(at, [-1, 1]), tf.reshape(tf.gather(up, ids), [-1]))
 
     return tf.reshape(walk(features, bins, add, tf.zeros(tf.reshape(size, [1]))), tf.shape(features))
