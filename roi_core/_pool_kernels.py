@@ -2,18 +2,20 @@
 
 Bins of RoIs inside the map (at most ``(H + 2) / ph + 2`` rows) take a compiled path: a 1-D
 sparse table along W answers each bin row with two lookups, and a short static chain of maxima
-over the bin's rows fuses into one XLA loop. Other bins (RoIs much larger than the map) use a
-2-D sparse table built only to the levels they need. The gradient goes to each bin's first
-maximum in row-major order, as torchvision's strict ``>`` does (a custom gradient; index tables
-are only built in the backward pass).
+over the bin's rows fuses into one XLA loop. Other bins (RoIs much larger than the map) take,
+inside the caller's XLA, the window walk (``_pool_walk``), and outside it 2-D sparse tables
+built only to the levels they need. The gradient goes to each bin's first maximum in row-major
+order, as torchvision's strict ``>`` does (a custom gradient): compiled plans find it by the
+walk, small eager calls on index tables.
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
-from ._numerics import div as _div, mul as _mul, floor_log2 as _floor_log2, in_xla_context as _in_xla_context
+from ._numerics import div as _div, mul as _mul, floor_log2 as _floor_log2
 from ._numerics import round_half_away as _round_half_away
+from . import _pool_walk
 from .compile_policy import Plan, bucketed
 
 # Rounded coordinates are clamped to +-2**60 cells before the integer conversion: every value
@@ -47,10 +49,8 @@ def pool_bins(boxes, ph, pw, scale, height, width, *, position_sensitive=False):
     return b, hs, he, ws, we
 
 
-def _num_levels(max_len, static_len):
+def _num_levels(max_len):
     """Sparse-table levels needed for bins up to ``max_len`` (at least 1)."""
-    if _in_xla_context() and static_len is not None:
-        return max(static_len.bit_length(), 1)  # static: every level the axis can use
     return _floor_log2(tf.maximum(max_len, 1)) + 1
 
 
@@ -141,26 +141,19 @@ def _crop_to_bins(features, hs, he, ws, we):
     return cropped, (y0, hs - y0, he - y0), (x0, ws - x0, we - x0)
 
 
-def _pool_lookups(features, boxes, ph, pw, scale, with_index, levels=None):
-    """The four block lookups of every bin, as flat table rows, plus the empty-bin mask.
-
-    ``levels``: static ``(levels_h, levels_w)`` (Python ints) or None to build only the levels
-    the bins need (a data-dependent count)."""
+def _pool_lookups(features, boxes, ph, pw, scale, with_index):
+    """The four block lookups of every bin, as flat table rows, plus the empty-bin mask, on
+    sparse tables of the cells the bins cover, built to the levels they need (data-dependent
+    shapes: outside XLA only)."""
     fshape = tf.shape(features)
     full_width = fshape[2]
     b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, fshape[1], fshape[2])
-    y0, x0 = tf.constant(0), tf.constant(0)
-    if levels is None and not _in_xla_context():  # the general path (XLA needs static shapes):
-        # tables of the cells some bin covers, not of the whole map
-        features, (y0, hs, he), (x0, ws, we) = _crop_to_bins(features, hs, he, ws, we)
-        fshape = tf.shape(features)
+    features, (y0, hs, he), (x0, ws, we) = _crop_to_bins(features, hs, he, ws, we)
+    fshape = tf.shape(features)
     n_img, height, width, channels = fshape[0], fshape[1], fshape[2], fshape[3]
     len_h, len_w = he - hs, we - ws  # (K, ph), (K, pw)
-    if levels is None:
-        levels_h = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_h, [-1])], 0)), features.shape[1])
-        levels_w = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_w, [-1])], 0)), features.shape[2])
-    else:
-        levels_h, levels_w = levels
+    levels_h = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_h, [-1])], 0)))
+    levels_w = _num_levels(tf.reduce_max(tf.concat([[1], tf.reshape(len_w, [-1])], 0)))
     index = None
     if with_index:  # flat h * W + w of the whole map
         spatial = (tf.range(height)[:, None] + y0) * full_width + tf.range(width)[None, :] + x0
@@ -198,18 +191,18 @@ def _as_torchvision_sees(features):
     return tf.where(features > -_FLT_MAX, features, -_FLT_MAX)
 
 
-def _pool_forward_impl(features, boxes, ph, pw, scale, levels=None):
+def _pool_forward_impl(features, boxes, ph, pw, scale):
     features = _as_torchvision_sees(features)
-    flat_v, _, rows, empty, _ = _pool_lookups(features, boxes, ph, pw, scale, False, levels)
-    out = tf.reduce_max(tf.gather(flat_v, rows), axis=3)  # fused into one pass under XLA
+    flat_v, _, rows, empty, _ = _pool_lookups(features, boxes, ph, pw, scale, False)
+    out = tf.reduce_max(tf.gather(flat_v, rows), axis=3)
     return tf.where(empty[..., None], tf.zeros_like(out), out)
 
 
-def _pool_argmax_impl(features, boxes, ph, pw, scale, levels=None):
+def _pool_argmax_impl(features, boxes, ph, pw, scale):
     """Flat spatial index (h * W + w) of each bin's first maximum; -1 for empty bins and bins
     without a value above -FLT_MAX."""
     features = _as_torchvision_sees(features)
-    flat_v, flat_i, rows, empty, b = _pool_lookups(features, boxes, ph, pw, scale, True, levels)
+    flat_v, flat_i, rows, empty, b = _pool_lookups(features, boxes, ph, pw, scale, True)
     values, index = tf.gather(flat_v, rows), tf.gather(flat_i, rows)  # (K, ph, pw, 4, C)
     best_v, best_i = values[:, :, :, 0], index[:, :, :, 0]
     for j in range(1, 4):
@@ -229,15 +222,13 @@ def _row_window_maxima(features, count):
     width = features.shape[2]
     if width is None:
         return _levels_along(features, None, axis=2, count=count)[0]
-    span = 1 << (count - 1)
-    edge = tf.repeat(features[:, :, -1:], span - 1, axis=2)  # repeating the last cell: max unchanged
-    padded = tf.concat([features, edge], axis=2)
-    shifted = [padded[:, :, d : d + width] for d in range(span)]
     levels = [features]
     for j in range(1, count):
         level = levels[-1]
         for d in range(1 << (j - 1), 1 << j):
-            level = tf.maximum(level, shifted[d])
+            # cell w + d, clamped: the last cell again, which leaves the maximum as it is. A gather
+            # of constant columns fuses into the table's loop; padding the map was one more copy.
+            level = tf.maximum(level, tf.gather(features, np.minimum(np.arange(width) + d, width - 1), axis=2))
         levels.append(level)
     return tf.stack(levels)
 
@@ -246,12 +237,15 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
     """Forward RoIPool for bins of at most ``max_rows`` rows, ``bounds = (max_rows, levels_w)``:
     a 1-D sparse table along W answers each row of a bin with two lookups, and the bin's rows
     are a short static chain of maxima. XLA fuses the chain into one loop over the output, so
-    the only large write is the output itself (a 2-D table costs levels_h x levels_w maps)."""
+    the only large write is the output itself (a 2-D table costs levels_h x levels_w maps).
+    Also returns whether each box's bins fit the bounds (``(K,)``): computed here, in the same
+    compiled call, the check costs no graph ops of its own."""
     max_rows, levels_w = bounds
     shape = tf.shape(features)
     n_img, height, width, channels = shape[0], shape[1], shape[2], shape[3]
     b, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, height, width)
     len_h, len_w = he - hs, we - ws
+    fits = tf.logical_and(tf.reduce_all(len_h <= max_rows, axis=1), tf.reduce_all(len_w < (1 << levels_w), axis=1))
     table = _row_window_maxima(_as_torchvision_sees(features), levels_w)  # (Lw, B, H, W, C)
     flat = tf.reshape(table, [-1, channels])
     c = _floor_log2(tf.maximum(len_w, 1))  # (K, pw)
@@ -267,27 +261,70 @@ def _pool_forward_rows(features, boxes, ph, pw, scale, bounds):
         best = tf.where((i < len_h)[:, :, None, None], best, -np.inf)
         out = best if out is None else tf.maximum(out, best)
     empty = (len_h[:, :, None] <= 0) | (len_w[:, None, :] <= 0)
-    return tf.where(empty[..., None], 0.0, out)
+    return tf.where(empty[..., None], 0.0, out), fits
 
 
 _pool_forward_xla = tf.function(_pool_forward_rows, jit_compile=True, reduce_retracing=False)
-_pool_argmax_xla = tf.function(_pool_argmax_impl, jit_compile=True, reduce_retracing=False)
 
 
-def _pool_dispatch(features, boxes, ph, pw, scale, *, plan: Plan, argmax: bool):
-    """The compiled kernel when every bin fits ``plan.bounds`` (see compile_policy.pool_bounds),
-    else the general one; ``argmax``: the backward pass's first-maximum indices."""
-    fast, general = (_pool_argmax_xla, _pool_argmax_impl) if argmax else (_pool_forward_xla, _pool_forward_impl)
+def _walk_forward(features, boxes, ph, pw, scale):
+    shape = tf.shape(features)
+    return _pool_walk.forward(features, pool_bins(boxes, ph, pw, scale, shape[1], shape[2]), ph, pw)
+
+
+def _walk_backward(features, boxes, ph, pw, scale, upstream):
+    shape = tf.shape(features)
+    return _pool_walk.backward(features, pool_bins(boxes, ph, pw, scale, shape[1], shape[2]), upstream)
+
+
+_walk_backward_xla = tf.function(_walk_backward, jit_compile=True, reduce_retracing=False)
+
+
+def _pool_dispatch(features, boxes, ph, pw, scale, *, plan: Plan):
+    """The forward pass: the compiled row kernel when every bin fits ``plan.bounds`` (see
+    compile_policy.pool_bounds); else, inside the caller's XLA, the walk, and the uncompiled
+    general path outside it. (In XLA the general path would be sparse tables of the whole map,
+    static shapes: XLA allocates every branch's buffers on each call, and buffers above glibc's
+    mmap threshold come as fresh pages each time.)"""
+    general = _walk_forward if plan.xla else _pool_forward_impl
     if plan.bounds is None or not plan.compiled:
         return general(features, boxes, ph, pw, scale)
-    max_rows, levels_h, levels_w = plan.bounds
+    max_rows, _, levels_w = plan.bounds
+    fast = lambda bx: _pool_forward_xla(features, bx, ph, pw, scale, (max_rows, levels_w))  # noqa: E731
+    out, fits = bucketed(fast, boxes, plan.bucket)
+    # The row kernel runs first, whatever the boxes, and checks the bounds itself: a check
+    # before it was a dozen graph ops and a conditional call more on every call, and boxes
+    # beyond the bounds are rare (they pay for the row kernel and then the general path).
+    return tf.cond(tf.reduce_all(fits), lambda: out, lambda: general(features, boxes, ph, pw, scale))
+
+
+def _pool_backward(features, boxes, ph, pw, scale, upstream, plan: Plan):
+    """The gradient: compiled plans walk the bins once and add each bin's upstream at its first
+    maximum (inlined into the caller's XLA, else one compiled call); small eager calls find
+    the first maxima on sparse tables and sum them uncompiled."""
+    if plan.xla:
+        return _walk_backward(features, boxes, ph, pw, scale, upstream)
+    if plan.compiled:
+        grad = []
+
+        def call(padded):  # eager callers: boxes padded to a few counts, with zero upstream
+            extra = tf.shape(padded)[0] - tf.shape(boxes)[0]
+            up = tf.pad(upstream, [[0, extra], [0, 0], [0, 0], [0, 0]])
+            grad.append(_walk_backward_xla(features, padded, ph, pw, scale, up))
+            return padded
+
+        bucketed(call, boxes, plan.bucket)
+        return grad[0]
+    argmax, b = _pool_argmax_impl(features, boxes, ph, pw, scale)
     shape = tf.shape(features)
-    _, hs, he, ws, we = pool_bins(boxes, ph, pw, scale, shape[1], shape[2])
-    fits = tf.logical_and(tf.reduce_all(he - hs <= max_rows), tf.reduce_all(we - ws < (1 << levels_w)))
-    static = (levels_h, levels_w) if argmax else (max_rows, levels_w)
-    run_fast = lambda: bucketed(lambda bx: fast(features, bx, ph, pw, scale, static), boxes, plan.bucket)  # noqa: E731
-    run_general = lambda: general(features, boxes, ph, pw, scale)  # noqa: E731
-    return tf.cond(fits, run_fast, run_general)  # eagerly too, tf.cond runs just the branch taken
+    hw = tf.cast(shape[1] * shape[2], tf.int64)
+    channels = tf.cast(shape[3], tf.int64)
+    total = tf.cast(shape[0], tf.int64) * hw * channels
+    c = tf.range(channels)[None, None, None, :]
+    flat = (tf.cast(b, tf.int64)[:, None, None, None] * hw + tf.cast(argmax, tf.int64)) * channels + c
+    flat = tf.where(argmax >= 0, flat, total)  # empty bins go to a dropped slot
+    summed = tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(flat, [-1]), total + 1)
+    return tf.reshape(summed[:-1], shape)
 
 
 def roi_pool_core(features, boxes, ph, pw, scale, *, plan: Plan):
@@ -296,20 +333,9 @@ def roi_pool_core(features, boxes, ph, pw, scale, *, plan: Plan):
 
     @tf.custom_gradient
     def pool(feats):
-        out = _pool_dispatch(feats, boxes, ph, pw, scale, plan=plan, argmax=False)
-
         def grad(upstream):
-            argmax, b = _pool_dispatch(feats, boxes, ph, pw, scale, plan=plan, argmax=True)
-            shape = tf.shape(feats)
-            hw = tf.cast(shape[1] * shape[2], tf.int64)
-            channels = tf.cast(shape[3], tf.int64)
-            total = tf.cast(shape[0], tf.int64) * hw * channels
-            c = tf.range(channels)[None, None, None, :]
-            flat = (tf.cast(b, tf.int64)[:, None, None, None] * hw + tf.cast(argmax, tf.int64)) * channels + c
-            flat = tf.where(argmax >= 0, flat, total)  # empty bins go to a dropped slot
-            summed = tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(flat, [-1]), total + 1)
-            return tf.reshape(summed[:-1], shape)
+            return _pool_backward(feats, boxes, ph, pw, scale, upstream, plan)
 
-        return out, grad
+        return _pool_dispatch(feats, boxes, ph, pw, scale, plan=plan), grad
 
     return pool(features)
