@@ -60,6 +60,8 @@ def align_core(features, boxes, ph, pw, scale, sampling_ratio, aligned, plan, po
 def _walk_or_contract(walk, general, boxes, ph, pw, scale, sampling_ratio, aligned, plan):
     """The walk for every RoI with at most MAX_SAMPLES_PER_BIN samples per bin, ``general``
     for the rest (boxes many times the map, where the walk would loop as long as torchvision)."""
+    if not plan.huge:
+        return bucketed(walk, boxes, plan.bucket)
     walks = walk_counts(boxes, ph, pw, scale, sampling_ratio, aligned) <= MAX_SAMPLES_PER_BIN
     all_walk = tf.reduce_all(walks)
     if plan.xla:  # no data-dependent subsets under XLA: both for every RoI when one is huge

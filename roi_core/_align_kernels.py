@@ -46,7 +46,7 @@ def sample_at(base, i, bin_size, grid):
     """Sample ``i`` (float) of a bin starting at ``base``: torchvision's float32
     ``base + ((i + .5) * bin) / grid``, each operation rounded on its own. Windows, weights and
     taps all use this one expression, so that they agree to the last bit."""
-    return base + _div(_mul(i + 0.5, bin_size), grid)
+    return base + _div((i + 0.5) * bin_size, grid)  # a product into a division: nothing to fuse
 
 
 def _axis_weights(start, bin_size, grid, n_out, length, sampling_ratio, rows=None):

@@ -16,10 +16,12 @@ sample per step. Every position goes through ``_numerics.mul``/``div``.
 """
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from ._align_kernels import _taps, align_geometry, bin_starts, sample_at
-from ._numerics import in_xla_context, mul as _mul
+from ._numerics import in_xla_context
 
 MAX_SAMPLES_PER_BIN = 1024  # larger grids (a box many times the map) take the contraction
 
@@ -29,6 +31,18 @@ def walk_counts(boxes, ph, pw, scale, sampling_ratio, aligned):
     *_, grid_h, grid_w = align_geometry(boxes, ph, pw, scale, sampling_ratio, aligned)
     cap = MAX_SAMPLES_PER_BIN + 1
     return tf.minimum(grid_h, cap) * tf.minimum(grid_w, cap)
+
+
+@functools.lru_cache(maxsize=None)
+def any_beyond_walk_graph(ph, pw, sampling_ratio, aligned):
+    """``f(boxes, scale)``: does any RoI have more than MAX_SAMPLES_PER_BIN samples per bin?
+    One graph for any box count (an eager caller's question, asked on every call)."""
+    spec = (tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([], tf.float32))
+
+    def beyond(boxes, scale):
+        return tf.reduce_any(walk_counts(boxes, ph, pw, scale, sampling_ratio, aligned) > MAX_SAMPLES_PER_BIN)
+
+    return tf.function(beyond, input_signature=spec, autograph=False)
 
 
 def _axis_taps(base, bin_size, grid, index, length):
@@ -112,7 +126,8 @@ def walk_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned, *, group=
             rows = [(row0 + y[..., None]) * width + x[..., None, :] for y in (y0, y1) for x in (x0, x1)]
             if grouped_channels:
                 rows = [r * bins_per_roi + cell_group for r in rows]
-            weights = [_mul(wy[..., None], wx[..., None, :]) for wy in (hy, ly) for wx in (hx, lx)]
+            # plain products: each goes on into a multiply, never an add, so XLA fuses none
+            weights = [wy[..., None] * wx[..., None, :] for wy in (hy, ly) for wx in (hx, lx)]
             valid = in_y[..., None] & in_x[..., None, :] & (t[..., None] < steps)
             rows = tf.where(valid[:, None], tf.stack(rows, 1), 0)  # a grid of 0 samples gives NaN positions
             return rows, tf.stack(weights, 1), tf.where(valid, live, 0)

@@ -30,12 +30,16 @@ class Plan:
       whose count changes from call to call); a caller's own graph keeps its shapes.
     bounds: the kernels' static bounds, from the feature-map shape (see ``pool_bounds`` and
       ``no_bounds``); None when the shape is unknown or the kernels need none.
+    huge: RoIAlign RoIs beyond the sample walk's limit may come, so the graph holds the
+      contraction for them; an eager call knows its boxes and, mostly, spares that graph its
+      trace (half the first call's wait).
     """
 
     compiled: bool
     xla: bool
     bucket: bool
     bounds: tuple | None
+    huge: bool = True
 
 
 def worth_compiling(features, boxes, ph, pw) -> bool:

@@ -15,11 +15,14 @@ hundreds of eager ops.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
 from . import _cpu_path, compile_policy
 from ._align_core import roi_align_core
+from ._align_walk import any_beyond_walk_graph
 from ._multi_scale import box_levels, infer_scale, level_range
 from ._pool_kernels import roi_pool_core
 from ._position_sensitive import ps_roi_align_core, ps_roi_pool_core
@@ -59,6 +62,14 @@ def _run(core, graph, features, boxes, ph, pw, scale, plan, direct=None, **stati
             return _cpu_path.run(direct, features, boxes, ph, pw, scale_t, graph_call, **static)
         return graph_call(features)
     return core(features, boxes, ph, pw, scale, plan=plan, **static)
+
+
+def _align_plan(features, boxes, ph, pw, scale, sampling_ratio, aligned):
+    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.no_bounds)
+    if tf.executing_eagerly():  # the boxes are known: is any beyond the sample walk's limit?
+        beyond = any_beyond_walk_graph(ph, pw, sampling_ratio, aligned)(boxes, tf.constant(scale, tf.float32))
+        plan = dataclasses.replace(plan, huge=bool(beyond))
+    return plan
 
 
 def roi_pool(features, boxes, output_size, spatial_scale=1.0):
@@ -103,7 +114,7 @@ def roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1
     """
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
-    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.no_bounds)
+    plan = _align_plan(features, boxes, ph, pw, scale, sampling_ratio, bool(aligned))
     static = dict(sampling_ratio=sampling_ratio, aligned=bool(aligned))
     return _run(roi_align_core, _roi_align_graph, features, boxes, ph, pw, scale, plan, direct="align", **static)
 
@@ -160,7 +171,7 @@ def ps_roi_align(features, boxes, output_size, spatial_scale=1.0, sampling_ratio
     features, boxes, ph, pw, scale = _prepare(features, boxes, output_size, spatial_scale)
     _channel_groups(features, ph, pw)
     sampling_ratio = validate_sampling_ratio(sampling_ratio)
-    plan = compile_policy.make_plan(features, boxes, ph, pw, compile_policy.no_bounds)
+    plan = _align_plan(features, boxes, ph, pw, scale, sampling_ratio, True)
     static = dict(sampling_ratio=sampling_ratio)
     return _run(ps_roi_align_core, _ps_roi_align_graph, features, boxes, ph, pw, scale, plan, direct="ps_align", **static)
 

@@ -39,6 +39,32 @@ def first_grid_in_fresh_process():
     return json_from_fresh_process("tests.bench.gui_bench", "--first-grid")
 
 
+def _time_first_grids(win, worker, stamps, warm_s):
+    """Stamps the moment the maps reach the GUI thread ("features") and the first grid after
+    them ("pooled"), and adds the worker's warm-up of the op on show (it delays the maps) to
+    ``warm_s[-1]``. Returns the worker's own pooling function, to put back."""
+    real_pool = worker.pool_boxes
+
+    def timed_pool(*args):
+        start = time.perf_counter()
+        out = real_pool(*args)
+        if "features" not in stamps:
+            warm_s[-1] += time.perf_counter() - start
+        return out
+
+    worker.pool_boxes = timed_pool
+    set_features = win.inspection.set_features
+
+    def timed(feats):
+        if feats is not None:
+            stamps.setdefault("features", time.perf_counter())
+        set_features(feats)
+
+    win.inspection.set_features = timed
+    win.pooled_updated.connect(lambda: "features" in stamps and stamps.setdefault("pooled", time.perf_counter()))
+    return real_pool
+
+
 def _first_grid_probe():
     """Latency of the first pooled grid once the feature maps are there, in a fresh window: the
     first image of a session, then images of new sizes; what a user waits after the progress bar
@@ -58,29 +84,10 @@ def _first_grid_probe():
         labelme.write(tmp / f"size{size[0]}.json", tmp / f"size{size[0]}.png", boxes)
     import app.gui.worker as worker
 
-    warm_s = []
-    real_pool = worker.pool_boxes
-
-    def timed_pool(*args):  # the worker's warm-up of the op on show, before the maps are handed over
-        start = time.perf_counter()
-        out = real_pool(*args)
-        if "features" not in stamps:
-            warm_s[-1] += time.perf_counter() - start
-        return out
-
-    worker.pool_boxes = timed_pool
+    warm_s, stamps = [], {}
     win = MainWindow()
     win.show()
-    stamps = {}
-    set_features = win.inspection.set_features
-
-    def timed(feats):  # the moment the maps reach the GUI thread
-        if feats is not None:
-            stamps.setdefault("features", time.perf_counter())
-        set_features(feats)
-
-    win.inspection.set_features = timed
-    win.pooled_updated.connect(lambda: "features" in stamps and stamps.setdefault("pooled", time.perf_counter()))
+    real_pool = _time_first_grids(win, worker, stamps, warm_s)
     for size in (768, 600, 480):
         stamps.clear()
         warm_s.append(0.0)
@@ -145,25 +152,8 @@ def _many_boxes_probe(case, warm):
     win.load_model(_vgg_like_model(tmp / "vgg_like.keras"))
     import app.gui.worker as worker
 
-    stamps, warm_s, real_pool = {}, [0.0], worker.pool_boxes
-
-    def timed_pool(*args):  # the worker's warm-up of the op on show, before the maps are handed over
-        start = time.perf_counter()
-        out = real_pool(*args)
-        if "features" not in stamps:
-            warm_s[0] += time.perf_counter() - start
-        return out
-
-    worker.pool_boxes = timed_pool
-    set_features = win.inspection.set_features
-
-    def timed(feats):  # the moment the maps reach the GUI thread
-        if feats is not None:
-            stamps.setdefault("features", time.perf_counter())
-        set_features(feats)
-
-    win.inspection.set_features = timed
-    win.pooled_updated.connect(lambda: "features" in stamps and stamps.setdefault("pooled", time.perf_counter()))
+    stamps, warm_s = {}, [0.0]
+    _time_first_grids(win, worker, stamps, warm_s)
     win.open_paths([tmp / ("b_many.png" if case == "first" else "a_few.png")])
     wait(lambda: "pooled" in stamps)
     if case != "first":
