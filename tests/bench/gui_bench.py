@@ -174,6 +174,25 @@ def _many_boxes_probe(case, warm):
     return first_grid
 
 
+def _drag_window(tmp, rng, wait):
+    """The window of the drag measurements: a 1024x768 image with 20 boxes (filters at stride 4),
+    shown once its maps are out and the other op's warm-up is over."""
+    from app.formats import labelme
+    from app.gui.main_window import MainWindow
+    from app.project import Box
+
+    cv2.imwrite(str(tmp / "drag.png"), cv2.GaussianBlur(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8), (0, 0), 3))
+    boxes = [Box(x, y, x + 120, y + 90, "b") for x, y in zip(rng.uniform(0, 880, 20), rng.uniform(0, 660, 20))]
+    labelme.write(tmp / "drag.json", tmp / "drag.png", boxes)
+    win = MainWindow()
+    win.resize(1280, 800)
+    win.show()
+    win.open_paths([tmp / "drag.png"])
+    wait(lambda: win.inspection.features is not None)
+    wait(lambda: win.service.pool.activeThreadCount() == 0)  # the other op's warm-up (first image only)
+    return win
+
+
 def _drag_latencies(app, win, wait, updated, steps):
     """ms from each drag step (what the canvas emits) to the repainted views, the first box.
     ``updated``: a list that a slot on ``win.pooled_updated`` appends to."""
@@ -195,25 +214,12 @@ def _drag_during_loop_warm_up_probe():
     in a fresh process: does the GUI thread stutter while the worker holds the GIL (Python code,
     and once a full garbage collection, see ``app.gui.worker._LoopWarmUp``)? The warm-up is
     started by hand once the image's own warm-up is over."""
-    from app.formats import labelme
-    from app.gui.main_window import MainWindow
     from app.gui.worker import FeatureService
-    from app.project import Box
 
     real_warm_loops = FeatureService.warm_loops
     FeatureService.warm_loops = lambda self: None
     app, wait = _app_and_wait()
-    tmp = Path(tempfile.mkdtemp())
-    rng = np.random.default_rng(0)
-    cv2.imwrite(str(tmp / "drag.png"), cv2.GaussianBlur(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8), (0, 0), 3))
-    boxes = [Box(x, y, x + 120, y + 90, "b") for x, y in zip(rng.uniform(0, 880, 20), rng.uniform(0, 660, 20))]
-    labelme.write(tmp / "drag.json", tmp / "drag.png", boxes)
-    win = MainWindow()
-    win.resize(1280, 800)
-    win.show()
-    win.open_paths([tmp / "drag.png"])
-    wait(lambda: win.inspection.features is not None)
-    wait(lambda: win.service.pool.activeThreadCount() == 0)
+    win = _drag_window(Path(tempfile.mkdtemp()), np.random.default_rng(0), wait)
     updated = []
     win.pooled_updated.connect(lambda: updated.append(1))
     _drag_latencies(app, win, wait, updated, 20)  # the drag path's own first use
@@ -239,16 +245,7 @@ def run():
     rng = np.random.default_rng(0)
 
     # 1. Drag latency: 1024x768, filters at stride 4, 20 boxes.
-    img = cv2.GaussianBlur(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8), (0, 0), 3)
-    cv2.imwrite(str(tmp / "drag.png"), img)
-    boxes = [Box(x, y, x + 120, y + 90, "b") for x, y in zip(rng.uniform(0, 880, 20), rng.uniform(0, 660, 20))]
-    labelme.write(tmp / "drag.json", tmp / "drag.png", boxes)
-    win = MainWindow()
-    win.resize(1280, 800)
-    win.show()
-    win.open_paths([tmp / "drag.png"])
-    wait(lambda: win.inspection.features is not None)
-    wait(lambda: win.service.pool.activeThreadCount() == 0)  # the other op's warm-up (first image only)
+    win = _drag_window(tmp, rng, wait)
     bid = win.current_boxes()[0].id
     x1, y1, x2, y2 = win.current_boxes()[0].corners()
     latencies = []
