@@ -12,7 +12,8 @@ which skips the product's rounding; and Grappler merges chains of adds into one 
 order is not the chain's (seen with two samples unrolled per step). So under XLA every product,
 and in every mode every sample, passes through a bitwise AND with a mask that is loop data
 (all bits, or none for a skipped sample), which neither sees through; uncompiled graphs take one
-sample per step. Every position goes through ``_numerics.mul``/``div``.
+sample per step. Bin starts (``start + p * bin``, a product into an add) go through
+``_numerics.mul``, and divisions through ``_numerics.div``.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from ._align_kernels import _taps, align_geometry, bin_starts, sample_at
 from ._numerics import in_xla_context
+from .compile_policy import own_graph
 
 MAX_SAMPLES_PER_BIN = 1024  # larger grids (a box many times the map) take the contraction
 
@@ -29,7 +31,11 @@ MAX_SAMPLES_PER_BIN = 1024  # larger grids (a box many times the map) take the c
 def walk_counts(boxes, ph, pw, scale, sampling_ratio, aligned):
     """Samples per bin of each RoI, ``(K,)`` int32, clipped to ``MAX_SAMPLES_PER_BIN + 1``."""
     *_, grid_h, grid_w = align_geometry(boxes, ph, pw, scale, sampling_ratio, aligned)
-    cap = MAX_SAMPLES_PER_BIN + 1
+    return _grid_counts(grid_h, grid_w)
+
+
+def _grid_counts(grid_h, grid_w):
+    cap = MAX_SAMPLES_PER_BIN + 1  # the product of two clipped grids stays far from int32's end
     return tf.minimum(grid_h, cap) * tf.minimum(grid_w, cap)
 
 
@@ -42,7 +48,7 @@ def any_beyond_walk_graph(ph, pw, sampling_ratio, aligned):
     def beyond(boxes, scale):
         return tf.reduce_any(walk_counts(boxes, ph, pw, scale, sampling_ratio, aligned) > MAX_SAMPLES_PER_BIN)
 
-    return tf.function(beyond, input_signature=spec, autograph=False)
+    return own_graph(beyond, spec)
 
 
 def _axis_taps(base, bin_size, grid, index, length):
@@ -71,7 +77,7 @@ def walk_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned, *, group=
     ``grouped_channels``: position-sensitive RoIAlign, ``C = ph * pw * C_out`` in torchvision's
     channel order; bin ``(p, q)`` reads only its own ``C_out`` channels.
     """
-    if 0 < sampling_ratio**2 < unroll and sampling_ratio > 0:
+    if 0 < sampling_ratio and sampling_ratio**2 < unroll:
         # Steps past a fixed grid's last sample have constant masks; XLA then zeroed the whole
         # output (seen with a 1x1 grid and 2 samples per step).
         raise ValueError(f"unroll {unroll} exceeds the {sampling_ratio}x{sampling_ratio} grid")
@@ -94,7 +100,7 @@ def walk_impl(features, boxes, ph, pw, scale, sampling_ratio, aligned, *, group=
         flat = tf.reshape(features, tf.stack([-1, channels]))
     k = tf.shape(boxes)[0]
     start_h, start_w, bin_h, bin_w, grid_h, grid_w = align_geometry(boxes, ph, pw, scale, sampling_ratio, aligned)
-    count = walk_counts(boxes, ph, pw, scale, sampling_ratio, aligned)
+    count = _grid_counts(grid_h, grid_w)
     walked = tf.where(count <= MAX_SAMPLES_PER_BIN, count, 0)
     base_h, base_w = bin_starts(start_h, bin_h, ph), bin_starts(start_w, bin_w, pw)  # (K, ph), (K, pw)
     image = tf.cast(boxes[:, 0], tf.int32)

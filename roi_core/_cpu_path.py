@@ -18,6 +18,7 @@ import tensorflow as tf
 from . import _align_walk as walk
 from ._align_kernels import align_geometry
 from ._pool_kernels import pool_bins
+from .compile_policy import own_graph
 
 # Numba's default thread pool runs one parallel loop at a time (a second caller thread would
 # abort the process), and the GUI pools from its worker while an export may run.
@@ -76,7 +77,7 @@ def _geometry_graph(op, ph, pw, static):
         aligned = kwargs.get("aligned", True)  # PS RoIAlign samples as aligned=True does
         fn = lambda bx, s, h, w: align_geometry(bx, ph, pw, s, kwargs["sampling_ratio"], aligned)  # noqa: E731
     spec = (tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
-    return tf.function(fn, input_signature=spec, autograph=False)
+    return own_graph(fn, spec)
 
 
 def _grouped(feats, op, ph, pw):

@@ -128,20 +128,28 @@ class EagerGraphs:
         return tf.function(eager_call, input_signature=_ANY_SHAPE, autograph=False)
 
 
+# The qualified names of roi_core's own graph functions (see ``own_graph``).
+_OWN_GRAPHS = {f"{EagerGraphs.__qualname__}._trace.<locals>.eager_call"}
+
+
+def own_graph(fn, input_signature):
+    """``tf.function(fn)`` for one of roi_core's small per-key graphs (one per output size and
+    static setting, each traced once for any shape), whose first traces TensorFlow would
+    report as retracing of one function (see ``_OwnRetracingFilter``)."""
+    _OWN_GRAPHS.add(fn.__qualname__)
+    return tf.function(fn, input_signature=input_signature, autograph=False)
+
+
 class _OwnRetracingFilter(logging.Filter):
     """Drops TensorFlow's "triggered tf.function retracing" warning about the operators' own
-    eager graphs only. A compiled plan's graph is made per feature-map shape (the kernel bounds
+    graphs only. A compiled plan's graph is made per feature-map shape (the kernel bounds
     follow it) and traced once, but TensorFlow counts those first traces as retracing of one
     function, which is not the caller's mistake the warning is about; a warning about any other
     function still gets through."""
 
-    # The eager graphs, and RoIAlign's "any box beyond the sample walk?" graph (one per output
-    # size and sampling setting, each traced once for any box count).
-    own = (f"{EagerGraphs.__qualname__}._trace.<locals>.eager_call", "any_beyond_walk_graph.<locals>.beyond")
-
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "triggered tf.function retracing" not in message or not any(name in message for name in self.own)
+        return "triggered tf.function retracing" not in message or not any(name in message for name in _OWN_GRAPHS)
 
 
 tf.get_logger().addFilter(_OwnRetracingFilter())
