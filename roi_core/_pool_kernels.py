@@ -289,7 +289,7 @@ def _pool_dispatch(features, boxes, ph, pw, scale, *, plan: Plan):
     general = _walk_forward if plan.xla else _pool_forward_impl
     if plan.bounds is None or not plan.compiled:
         return general(features, boxes, ph, pw, scale)
-    max_rows, _, levels_w = plan.bounds
+    max_rows, levels_w = plan.bounds
     fast = lambda bx: _pool_forward_xla(features, bx, ph, pw, scale, (max_rows, levels_w))  # noqa: E731
     out, fits = bucketed(fast, boxes, plan.bucket)
     # The row kernel runs first, whatever the boxes, and checks the bounds itself: a check

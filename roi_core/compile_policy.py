@@ -59,13 +59,13 @@ def make_plan(features, boxes, ph, pw, bounds_of) -> Plan:
 
 def pool_bounds(features, ph, pw):
     """Static bounds that hold for every RoIPool bin of a RoI inside the map (a bin spans at
-    most (H + 2) / ph + 2 cells): (max_rows, levels_h, levels_w), or None for unknown sizes."""
+    most (H + 2) / ph + 2 cells): (max_rows, levels_w), or None for unknown sizes."""
     height, width = features.shape[1], features.shape[2]
     if height is None or width is None:
         return None
     max_rows = min(height, -(-(height + 2) // ph) + 2)
     levels_w = min(width.bit_length(), (-(-(width + 2) // pw) + 2).bit_length())
-    return max_rows, max_rows.bit_length(), levels_w
+    return max_rows, levels_w
 
 
 def no_bounds(features, ph, pw):
